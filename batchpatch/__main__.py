@@ -1,0 +1,7 @@
+"""`python -m batchpatch` is the `batchpatch` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,245 @@
+"""Streaming reader of input files (CSV or JSONL, plain or gzip, or standard input) into Rows.
+
+A file that cannot be used at all (missing, no header, no key column) raises UsageError before
+anything is sent. A record that cannot be used becomes a Row with `problem` set, keeping its line
+number and exact raw bytes; the reader then goes on with the next record. Memory stays flat: one
+record is held at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from .errors import UsageError
+from .model import Row
+
+__all__ = ["FORMATS", "InputFile", "detect_format", "open_input"]
+
+FORMATS = ("csv", "jsonl")
+_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def detect_format(path: str, fmt: str | None) -> str:
+    """The input format: the one asked for, else the file name's (`.csv`, `.jsonl`; `.gz` too)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown --format {fmt!r} (choose csv or jsonl)")
+        return fmt
+    if path == "-":
+        raise UsageError("reading standard input needs --format csv or --format jsonl")
+    name = path[:-3] if path.endswith(".gz") else path
+    found = _SUFFIXES.get(Path(name).suffix.lower())
+    if found is None:
+        raise UsageError(f"{path}: cannot tell the format from the name; give --format csv|jsonl")
+    return found
+
+
+def _open_binary(path: str) -> BinaryIO:
+    if path == "-":
+        stream: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed by InputFile.close
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise UsageError(f"{path}: is a directory, not a file") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot open: {exc.strerror}") from None
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)
+    if buffered.peek(2)[:2] == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+    return buffered
+
+
+@dataclass
+class InputFile:
+    """An opened input: its format, key column, header (CSV) and an iterator of Rows."""
+
+    path: str
+    format: str
+    key_column: str
+    stream: BinaryIO
+    #: CSV: the column names, and the header line exactly as read (written atop the failures file)
+    columns: list[str] | None = None
+    header_raw: bytes = b""
+    _rows: Iterator[Row] | None = None
+
+    def __iter__(self) -> Iterator[Row]:
+        assert self._rows is not None
+        return self._rows
+
+    def close(self) -> None:
+        if self.path != "-":
+            self.stream.close()
+
+
+def open_input(path: str, fmt: str | None = None, key_column: str = "PKey") -> InputFile:
+    """Open an input file and check it can be used; raises UsageError (exit 2) if not."""
+    fmt = detect_format(path, fmt)
+    stream = _open_binary(path)
+    source = InputFile(path, fmt, key_column, stream)
+    try:
+        source._rows = _open_csv(source) if fmt == "csv" else _open_jsonl(source)
+    except UsageError:
+        source.close()
+        raise
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        source.close()
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    return source
+
+
+class _LineCounter:
+    """Feeds decoded lines to csv.reader, keeping each record's raw bytes and line number."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._lines = iter(stream)
+        self.line = 0  # lines consumed so far
+        self.raw: list[bytes] = []
+        self.bad_encoding = False
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._lines)
+        self.line += 1
+        self.raw.append(raw)
+        if self.line == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.bad_encoding = True
+            return raw.decode("utf-8", errors="replace")
+
+    def take(self) -> tuple[bytes, bool]:
+        raw, bad = b"".join(self.raw), self.bad_encoding
+        self.raw, self.bad_encoding = [], False
+        return raw, bad
+
+
+def _open_csv(source: InputFile) -> Iterator[Row]:
+    lines = _LineCounter(source.stream)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UsageError(f"{source.path}: the file is empty (no header line)") from None
+    except csv.Error as exc:
+        raise UsageError(f"{source.path}: line 1: unreadable header: {exc}") from None
+    source.header_raw, bad = lines.take()
+    if bad:
+        raise UsageError(f"{source.path}: line 1: the header is not valid UTF-8")
+    header = [name.strip() for name in header]
+    if source.key_column not in header:
+        raise UsageError(
+            f"{source.path}: line 1: no key column {source.key_column!r} "
+            f"(columns: {', '.join(header)}); set --key-column"
+        )
+    seen: set[str] = set()
+    for name in header:
+        if not name:
+            raise UsageError(f"{source.path}: line 1: a column has no name")
+        if name in seen:
+            raise UsageError(f"{source.path}: line 1: column {name!r} appears twice")
+        seen.add(name)
+    source.columns = header
+    return _csv_rows(source, reader, lines, header)
+
+
+def _csv_rows(
+    source: InputFile, reader: Iterator[list[str]], lines: _LineCounter, header: list[str]
+) -> Iterator[Row]:
+    key_index = header.index(source.key_column)
+    width = len(header)
+    while True:
+        start = lines.line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raw, _ = lines.take()
+            yield Row(start, None, {}, raw, problem=f"unreadable CSV: {exc}")
+            continue
+        raw, bad = lines.take()
+        if not cells:  # a blank line is not a record
+            continue
+        if bad:
+            yield Row(start, None, {}, raw, problem="the line is not valid UTF-8")
+        elif len(cells) != width:
+            yield Row(start, None, {}, raw, problem=f"expected {width} cells, found {len(cells)}")
+        else:
+            key = cells[key_index].strip()
+            values = {name: cell for name, cell in zip(header, cells, strict=True)}
+            del values[source.key_column]
+            problem = None if key else f"empty key column {source.key_column!r}"
+            yield Row(start, key or None, values, raw, problem=problem)
+
+
+def _open_jsonl(source: InputFile) -> Iterator[Row]:
+    # Peek until the first keyed record, so that a file with no key at all is a usage error
+    # rather than N invalid rows. At most _PEEK records are held.
+    rows = _jsonl_rows(source)
+    first: list[Row] = []
+    keyless: Row | None = None
+    for row in rows:
+        first.append(row)
+        if row.problem is None:
+            break
+        if row.problem.startswith("missing key"):
+            keyless = keyless or row
+        if len(first) >= _PEEK:
+            break
+    if keyless is not None and all(row.problem is not None for row in first):
+        raise UsageError(
+            f"{source.path}: line {keyless.line}: no key {source.key_column!r} "
+            f"(keys: {', '.join(list(keyless.values)[:10])}); set --key-column"
+        )
+    return _chain(first, rows)
+
+
+_PEEK = 100
+
+
+def _chain(first: list[Row], rest: Iterator[Row]) -> Iterator[Row]:
+    yield from first
+    yield from rest
+
+
+def _jsonl_rows(source: InputFile) -> Iterator[Row]:
+    key_column = source.key_column
+    for number, raw in enumerate(source.stream, start=1):
+        text = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
+        if not text.strip():
+            continue
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            yield Row(number, None, {}, raw, typed=True, problem=f"broken JSON: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            kind = type(obj).__name__.replace("NoneType", "null")
+            yield Row(number, None, {}, raw, typed=True, problem=f"not a JSON object ({kind})")
+            continue
+        key = obj.pop(key_column, None)
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        if not isinstance(key, str) or not key.strip():
+            problem = f"missing key {key_column!r}" if key is None else f"bad key {key!r}"
+            yield Row(number, None, obj, raw, typed=True, problem=problem)
+            continue
+        yield Row(number, key.strip(), obj, raw, typed=True)

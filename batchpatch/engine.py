@@ -109,9 +109,14 @@ class Engine:
                         break
                     self.rows_read += 1
                     await self._dispatch(row)
-        finally:
-            for _ in range(self._concurrency):  # one end-of-input mark per worker
-                await self._queue.put(None)
+        except (OSError, EOFError, ValueError) as exc:  # e.g. a gzip file cut short
+            self.abort = self.abort or AbortRun(
+                f"cannot read the input after {self.rows_read} rows: {type(exc).__name__}: {exc}")
+            self._stopping = True
+        # One end-of-input mark per worker. Not in a `finally`: when the feeder is cancelled
+        # the workers are already gone, and a put on a full queue would wait forever.
+        for _ in range(self._concurrency):
+            await self._queue.put(None)
 
     async def _dispatch(self, row: Row) -> None:
         if self._prior is not None and (status := self._prior.get(row.line)) is not None:

@@ -53,6 +53,7 @@ class SandboxConfig:
     client_id: str = ""  # IMS credential; when set, IMS tokens are accepted (and required)
     client_secret: str = ""
     token_lifetime: float = 86399.0
+    ignore_fields: list[str] = field(default_factory=list)  # accepted by PATCH, not stored
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -276,6 +277,8 @@ class Sandbox:
 
     def _apply(self, profile: dict[str, Any], body: dict[str, Any]) -> None:
         for name, value in body.items():
+            if name in self.config.ignore_fields:
+                continue
             current = profile.get(name)
             if (self.config.nested_patch == "merge" and isinstance(current, dict)
                     and isinstance(value, dict)):

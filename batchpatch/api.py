@@ -159,7 +159,7 @@ class ApiClient:
             total=timeouts.request, sock_connect=timeouts.connect
         )
         self._backoff = wait_exponential_jitter(
-            initial=retry.initial_backoff, max=retry.max_backoff
+            multiplier=retry.initial_backoff, max=retry.max_backoff, jitter=retry.initial_backoff
         )
         self.stats = stats or Stats()
 

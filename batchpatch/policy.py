@@ -87,22 +87,33 @@ class Pacer:
 class RateAdapter:
     """Slows the pool when the server turns requests away with 429, and probes back up.
 
-    State: `rate` is the adapted rate (None until the first pushback: no cost before then);
-    each tick (one second) compares what was sent with what the server accepted. A tick where
-    a large share was refused is the server's limit speaking: the rate drops to what the server
-    accepted in that tick. Isolated 429s (a flaky gateway refusing a small share whatever the
-    pace) do not move the rate, so they cannot wear it down. A clean tick raises the rate by a
-    small step towards the ceiling.
+    State: `rate` is the adapted rate (None while at the ceiling: no cost until the server
+    pushes back), `limit` the rate the server accepted when it last pushed back, and `noise`
+    the share of 429s seen that slowing down did not cure. Each tick (a second, and at least
+    MIN_ANSWERS answers) compares what was sent with what the server accepted:
+    - a tick where more than `threshold` was refused may be the server's limit: the rate drops
+      just under what the server accepted, and the next tick checks the cure;
+    - if the next tick is refused as often, the 429s were not about our pace (a flaky gateway
+      refusing a share whatever the rate): the cut is undone and that share becomes `noise`,
+      which raises `threshold`, so random 429s cannot wear the rate down;
+    - otherwise each tick steps the rate up: by 1% near `limit`, by 10% well under it or with no
+      known limit; `limit` is forgotten once the rate passes it comfortably.
     """
 
     TICK = 1.0
-    SIGNIFICANT = 0.10  # share of 429s in a tick that means "you are over the limit"
-    BACKOFF = 0.92  # land just under the accepted rate
-    PROBE = 1.04  # step up after a tick with few 429s
+    MIN_ANSWERS = 10
+    BASE_THRESHOLD = 0.08  # share of 429s in a tick that may mean "over the limit"
+    STOP_EVERYONE = 0.5  # a share this high pauses the whole pool for Retry-After
+    BACKOFF = 0.9  # land this far under the accepted rate
+    NEAR_STEP = 1.01
+    FAR_STEP = 1.10
 
     def __init__(self, ceiling: float) -> None:
         self.ceiling = ceiling if ceiling > 0 else float("inf")
         self.rate: float | None = None
+        self.limit: float | None = None
+        self.noise = 0.0
+        self._before_cut: tuple[float | None, float | None, float] | None = None
         self._limiter: AsyncLimiter | None = None
         self._tick_start = time.monotonic()
         self._sent = 0
@@ -110,27 +121,48 @@ class RateAdapter:
         self.lowest: float | None = None
         self.cuts = 0
 
+    @property
+    def threshold(self) -> float:
+        return max(self.BASE_THRESHOLD, 2 * self.noise)
+
     async def acquire(self) -> None:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        # A new rate means a new limiter; a worker that was queued on the old one queues again
+        # on the new one, so that the two never add up to more than the new rate.
+        while (limiter := self._limiter) is not None:
+            await limiter.acquire()
+            if limiter is self._limiter:
+                return
 
     def record(self, rate_limited: bool) -> bool:
-        """Count one answer; returns True when the tick just ended as 'over the limit'."""
+        """Count one answer; returns True when the whole pool should pause for Retry-After."""
         self._sent += 1
         self._refused += rate_limited
         now = time.monotonic()
         elapsed = now - self._tick_start
-        if elapsed < self.TICK:
+        if elapsed < self.TICK or (self._sent < self.MIN_ANSWERS and elapsed < 5 * self.TICK):
             return False
         accepted_rate = (self._sent - self._refused) / elapsed
         share = self._refused / self._sent
         self._tick_start, self._sent, self._refused = now, 0, 0
-        if share > self.SIGNIFICANT:
-            self._set(max(1.0, accepted_rate * self.BACKOFF))
+        checking, self._before_cut = self._before_cut, None
+        if checking is not None and share > max(checking[2] / 3, 0.02):
+            # the cut did not cure the 429s: they are noise, not our pace
+            self.rate, self.limit = checking[0], checking[1]
+            self._set(self.rate if self.rate is not None else self.ceiling)
+            self.noise = max(self.noise * 0.9, share)
+            return False
+        if share > self.threshold:
+            self._before_cut = (self.rate, self.limit, share)
+            self.limit = max(1.0, accepted_rate)
+            self._set(self.limit * self.BACKOFF)
             self.cuts += 1
-            return True
-        if self.rate is not None and share <= self.SIGNIFICANT / 2:
-            self._set(self.rate * self.PROBE)
+            return share > self.STOP_EVERYONE
+        self.noise *= 0.99
+        if self.rate is not None:
+            if self.limit is not None and self.rate > self.limit * 1.1:
+                self.limit = None
+            near = self.limit is not None and self.rate >= self.limit * self.BACKOFF
+            self._set(self.rate * (self.NEAR_STEP if near else self.FAR_STEP))
         return False
 
     def _set(self, rate: float) -> None:

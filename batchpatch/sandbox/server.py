@@ -75,7 +75,7 @@ class SandboxState:
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     counts: Counter[str] = field(default_factory=Counter)
     patches: Counter[str] = field(default_factory=Counter)  # pkey -> PATCHes applied
-    times: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    times: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=200_000))
     window: deque[float] = field(default_factory=deque)  # accepted request times, last second
 
     def load(self, profiles: list[dict[str, Any]]) -> None:
@@ -132,7 +132,6 @@ class Sandbox:
             return await handler(request)
         state, config = self.state, self.config
         now = time.monotonic()
-        state.times.append(now)
         response = await self._gate(request, now)
         if response is None:
             if config.latency_ms:
@@ -140,6 +139,7 @@ class Sandbox:
             response = await self._faulty(request, handler)
         label = "drop" if response is None else str(response.status)
         state.counts[f"{request.method} {label}"] += 1
+        state.times.append((now, label))
         if response is None:
             raise _Dropped()
         return response
@@ -338,8 +338,8 @@ class Sandbox:
             "tokens_issued": state.counts.get("POST 200", 0),
         }
         if request.query.get("times"):
-            start = state.times[0] if state.times else 0.0
-            out["times"] = [round(t - start, 6) for t in state.times]
+            start = state.times[0][0] if state.times else 0.0
+            out["times"] = [[round(t - start, 6), label] for t, label in state.times]
         return _json(out)
 
     async def control_reset(self, request: web.Request) -> web.Response:

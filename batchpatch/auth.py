@@ -87,7 +87,9 @@ class ImsAuth:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._token: Secret | None = None
         self._refresh_at = 0.0
-        self._fresh_until = 0.0  # a 401 before this moment means the new token is refused too
+        # a 401 to a token fetched because of a 401, soon after, means tokens are refused as such
+        self._fresh_until = 0.0
+        self._after_401 = False
         self._lock = asyncio.Lock()
         self.generation = 0
         self.token_requests = 0
@@ -99,16 +101,17 @@ class ImsAuth:
         return {"Authorization": f"Bearer {self._token.value}", "X-Api-Key": self._client_id}
 
     async def unauthorized(self, generation: int, message: str) -> None:
-        if generation == self.generation and time.monotonic() < self._fresh_until:
+        if (generation == self.generation and self._after_401
+                and time.monotonic() < self._fresh_until):
             raise AuthFailed(
                 f"the API rejected a fresh IMS access token for client id {self._client_id} "
                 f"(401: {redact(message, self._secret)}); check the credential's scopes and "
                 "product profile",
                 401,
             )
-        await self._refresh(generation)
+        await self._refresh(generation, after_401=True)
 
-    async def _refresh(self, generation: int) -> None:
+    async def _refresh(self, generation: int, after_401: bool = False) -> None:
         async with self._lock:
             if self.generation != generation and self._token is not None:
                 return  # another worker refreshed while this one waited
@@ -119,6 +122,7 @@ class ImsAuth:
             self._refresh_at = now + lifetime - refresh_margin(lifetime)
             self._fresh_until = now + min(5.0, lifetime / 2)
             self.generation += 1
+            self._after_401 = after_401
 
     async def _request_token(self) -> dict[str, Any]:
         form = {
@@ -142,9 +146,8 @@ class ImsAuth:
             answer = _json_object(body)
             if status == 200 and answer.get("access_token"):
                 return answer
-            said = answer.get("error_description") or answer.get("error") or body[:200].decode(
-                "utf-8", "replace"
-            )
+            said = ": ".join(str(answer[k]) for k in ("error", "error_description") if answer.get(k))
+            said = said or body[:200].decode("utf-8", "replace")
             problem = f"IMS refused client id {self._client_id} ({status}: {said})"
             if status < 500 and status != 429:
                 break

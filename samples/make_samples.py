@@ -29,7 +29,7 @@ def profile(rng: random.Random, i: int) -> dict:
         "firstName": first,
         "lastName": last,
         "email": f"{first.lower()}.{i}@example.com",
-        "phone": f"+33 1 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} 0{i % 10}",
+        "phone": "+33 1 " + " ".join(str(rng.randint(10, 99)) for _ in range(3)) + f" 0{i % 10}",
         "mobilePhone": "",
         "birthDate": f"19{rng.randint(50, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
         "gender": rng.choice(["female", "male", "unknown"]),
@@ -60,8 +60,8 @@ def main() -> None:
         elif kind == 1:  # new phone only; other cells empty = leave as is
             rows.append([p["PKey"], "", f"+33 6 {i:02d} 00 00 {i % 97:02d}", "", "", ""])
         elif kind == 2:  # moved: city changes, the rest of location must survive
-            rows.append([p["PKey"], "", "", "Marseille, Vieux-Port", str(p["cusLoyaltyPoints"] + 100),
-                         ""])
+            points = str(p["cusLoyaltyPoints"] + 100)
+            rows.append([p["PKey"], "", "", "Marseille, Vieux-Port", points, ""])
         else:  # unsubscribed, fixed email
             rows.append([p["PKey"], p["email"].replace("@example.com", "@example.org"), "", "", "",
                          "yes"])

@@ -135,8 +135,8 @@ def test_stdin_with_format(sandbox, tmp_path: Path) -> None:
 
 
 def test_same_key_rows_apply_in_input_order(sandbox, tmp_path: Path) -> None:
-    rows = [["@p00001", str(n)] for n in range(30)] + [["@p00002", "a"], ["@p00002", "b"]]
-    fixes = write_csv(tmp_path / "dup.csv", ["PKey", "cusLoyaltyPoints"], [*rows[:-2], ["@p00002", "1"], ["@p00002", "2"]])
+    rows = [["@p00001", str(n)] for n in range(30)] + [["@p00002", "1"], ["@p00002", "2"]]
+    fixes = write_csv(tmp_path / "dup.csv", ["PKey", "cusLoyaltyPoints"], rows)
     proc = run_cli("run", fixes, *target_args(sandbox), "--concurrency", "16")
     assert proc.returncode == 0, proc.stderr
     assert sandbox.profiles_now()["@p00001"]["cusLoyaltyPoints"] == 29

@@ -17,16 +17,21 @@ from conftest import by_row, make_profiles, read_results, run_cli, target_args, 
 from batchpatch.resume import RunLock
 
 
-def start_cli(*args: str | Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHPATCH_")}
+def start_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHPATCH_")},
+           **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "batchpatch", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_records(path: Path, at_least: int, timeout: float = 60) -> None:
+def wait_for_records(path: Path, at_least: int, proc: subprocess.Popen[str],
+                     timeout: float = 60) -> None:
     """Block until the results file holds `at_least` complete lines (the run is mid-way)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended early ({proc.returncode}): "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
         if path.exists() and path.read_bytes().count(b"\n") >= at_least:
             return
         time.sleep(0.05)
@@ -50,7 +55,7 @@ def test_kill_9_then_resume_completes_exactly_once(sandbox_process, tmp_path: Pa
     fixes = phone_fixes(tmp_path, n)
     results = tmp_path / "fixes.results.jsonl"
     proc = start_cli("run", fixes, *target_args(sandbox_process), "--concurrency", concurrency)
-    wait_for_records(results, 100)
+    wait_for_records(results, 100, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with open(results, "ab") as fh:  # a record torn by the crash
@@ -76,7 +81,7 @@ def test_sigterm_drains_and_exits_143_then_resume_finishes(sandbox_process,
     fixes = phone_fixes(tmp_path, n)
     results = tmp_path / "fixes.results.jsonl"
     proc = start_cli("run", fixes, *target_args(sandbox_process), "--grace", "10")
-    wait_for_records(results, 40)
+    wait_for_records(results, 40, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)

@@ -146,7 +146,9 @@ class ImsAuth:
             answer = _json_object(body)
             if status == 200 and answer.get("access_token"):
                 return answer
-            said = ": ".join(str(answer[k]) for k in ("error", "error_description") if answer.get(k))
+            said = ": ".join(
+                str(answer[k]) for k in ("error", "error_description") if answer.get(k)
+            )
             said = said or body[:200].decode("utf-8", "replace")
             problem = f"IMS refused client id {self._client_id} ({status}: {said})"
             if status < 500 and status != 429:

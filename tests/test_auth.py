@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from conftest import by_row, make_profiles, read_results, run_cli, write_csv
+from test_reliability import start_cli, wait_for_records
 
 from batchpatch.auth import ImsAuth, refresh_margin
 from batchpatch.errors import AuthFailed
 from batchpatch.secret import Secret
-from test_reliability import start_cli, wait_for_records
 
 SECRET = "s3cr3t-Client-Value-0042"
 CLIENT = "batchpatch-client-id"

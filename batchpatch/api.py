@@ -39,14 +39,27 @@ class Target:
     """Where a key's profile lives: `{base}/{org}/campaign/{resource}/{pkey}` or a URL template."""
 
     template: str  # contains "{pkey}"
+    #: where a row's key is looked up (e.g. by email) when it is not the profile key; has "{key}"
+    lookup_template: str | None = None
 
     @classmethod
-    def adobe(cls, base_url: str, org: str, resource: str = DEFAULT_RESOURCE) -> Target:
-        base = base_url.rstrip("/")
-        return cls(f"{base}/{quote(org, safe='')}/campaign/{resource.strip('/')}/{{pkey}}")
+    def adobe(cls, base_url: str, org: str, resource: str = DEFAULT_RESOURCE,
+              lookup: str | None = None, lookup_param: str | None = None) -> Target:
+        """The ACS URLs; `lookup` names a lookup resource such as `byEmail` (param `email`)."""
+        root = f"{base_url.rstrip('/')}/{quote(org, safe='')}/campaign/{resource.strip('/')}"
+        lookup_template = None
+        if lookup:
+            param = lookup_param or (lookup[2].lower() + lookup[3:] if lookup.startswith("by")
+                                     and len(lookup) > 2 else lookup)
+            lookup_template = f"{root}/{lookup}?{quote(param)}={{key}}"
+        return cls(f"{root}/{{pkey}}", lookup_template)
 
     def url_for(self, pkey: str) -> str:
         return self.template.replace("{pkey}", quote(pkey, safe="@"))
+
+    def lookup_url(self, key: str) -> str:
+        assert self.lookup_template is not None
+        return self.lookup_template.replace("{key}", quote(key, safe="@"))
 
     def follow(self, href: Any, fallback: str) -> str:
         """The URL to read back from: the API's href when it is on the target's own origin.

@@ -44,6 +44,12 @@ def _run_parser(sub: Any) -> None:
                    "(default profileAndServices/profile)")
     g.add_argument("--url-template", help="any REST API: a URL with {pkey}, "
                    "e.g. https://api.example.com/v1/contacts/{pkey}")
+    g.add_argument("--lookup", help="the key column is not the profile key: resolve it "
+                   "through this lookup resource, e.g. byEmail (.../profile/byEmail?email=)")
+    g.add_argument("--lookup-param", help="the lookup's query parameter (default: from the "
+                   "name, byEmail -> email)")
+    g.add_argument("--lookup-url", help="any REST API: a lookup URL with {key} answering a "
+                   "list or {\"content\": [...]}")
     g = p.add_argument_group("auth (secrets: prefer the environment or a file)")
     g.add_argument("--token", help="static bearer token (env BATCHPATCH_TOKEN)")
     g.add_argument("--api-key", help="X-Api-Key header (env BATCHPATCH_API_KEY)")
@@ -109,12 +115,24 @@ def _sandbox_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int)
 
 
+def _undo_parser(sub: Any) -> None:
+    p = sub.add_parser("undo", help="write an input file that restores what a run changed",
+                       description="From RESULTS, write OUT (.csv or .jsonl): every changed "
+                       "field back to its old value, guarded by field@expected = the new value.")
+    p.add_argument("results", help="a results .jsonl file of an earlier run")
+    p.add_argument("-o", "--output", required=True, help="the undo file: OUT.csv or OUT.jsonl")
+    p.add_argument("--key-column", default="PKey")
+    p.add_argument("--null-token", default=None,
+                   help="CSV only: the cell that means null (default #NULL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchpatch", description="Apply a file of profile fixes to a REST "
                      "API, safely: fetch, patch only what differs, verify.")
     parser.add_argument("--version", action="version", version=f"batchpatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _run_parser(sub)
+    _undo_parser(sub)
     _sandbox_parser(sub)
     return parser
 
@@ -185,10 +203,27 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_undo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .undo import DEFAULT_NULL_TOKEN, collect_changes, write_undo
+
+    null_token = args.null_token or DEFAULT_NULL_TOKEN
+    out = Path(args.output)
+    changes = collect_changes(Path(args.results))
+    for warning in write_undo(changes, out, args.key_column, null_token):
+        print(f"batchpatch: warning: {warning}", file=sys.stderr)
+    fields = sum(len(f) for f in changes.values())
+    extra = f" --null-token '{null_token}'" if out.name.endswith((".csv", ".csv.gz")) else ""
+    print(f"batchpatch: wrote {len(changes)} rows ({fields} fields) to {out}; apply it with: "
+          f"batchpatch run {out}{extra} ... (same target)", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(getattr(args, "verbose", 0))
-    handlers = {"run": _cmd_run, "sandbox": _cmd_sandbox}
+    handlers = {"run": _cmd_run, "undo": _cmd_undo, "sandbox": _cmd_sandbox}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

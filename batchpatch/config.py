@@ -41,6 +41,9 @@ class Settings:
     org: str | None = None
     resource: str = DEFAULT_RESOURCE
     url_template: str | None = None
+    lookup: str | None = None
+    lookup_param: str | None = None
+    lookup_url: str | None = None
     # auth
     token: Secret | None = None
     api_key: Secret | None = None
@@ -78,9 +81,11 @@ class Settings:
     @property
     def target(self) -> Target:
         if self.url_template:
-            return Target(self.url_template)
+            return Target(self.url_template, self.lookup_url)
         assert self.base_url and self.org
-        return Target.adobe(self.base_url, self.org, self.resource)
+        target = Target.adobe(self.base_url, self.org, self.resource, self.lookup,
+                              self.lookup_param)
+        return Target(target.template, self.lookup_url or target.lookup_template)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -235,6 +240,11 @@ def _validate(s: Settings) -> None:
         _check_url(s.base_url, "--base-url")
     else:
         raise UsageError("no target: give --base-url and --org (Adobe), or --url-template")
+    if s.lookup_url and "{key}" not in s.lookup_url:
+        raise UsageError("--lookup-url must contain {key}")
+    if s.lookup and s.url_template and not s.lookup_url:
+        raise UsageError("--lookup works with --base-url/--org; with --url-template give "
+                         "--lookup-url 'https://host/path?email={key}'")
     if s.client_secret_file and not s.client_secret:
         try:
             secret = Path(s.client_secret_file).read_text(encoding="utf-8").strip()

@@ -16,9 +16,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from .api import ApiClient, Attempts, Target
-from .errors import AbortRun, BreakerOpen, NotFound, RowError, TransientError
+from .errors import AbortRun, BreakerOpen, NotFound, Rejected, RowError, TransientError
 from .model import Outcome, Row, Status
 from .plan import CellError, Conflict, check_readback, plan_patch
 from .policy import Breaker
@@ -193,8 +194,12 @@ class Engine:
 
     async def _apply(self, row: Row, attempts: Attempts, outcome: Outcome) -> None:
         assert row.key is not None
-        url = self._target.url_for(row.key)
-        profile = await self._client.get(url, attempts)
+        if self._target.lookup_template is not None:
+            url, profile = await self._look_up(row.key, attempts)
+            outcome.pkey = profile.get("PKey", row.key)
+        else:
+            url = self._target.url_for(row.key)
+            profile = await self._client.get(url, attempts)
         plan = plan_patch(profile, row.values, row.typed, self._mode.null_token)
         if not plan.changed:
             outcome.status = Status.UNCHANGED
@@ -225,6 +230,23 @@ class Engine:
         outcome.error = "read-back differs: " + "; ".join(
             f"{name}: sent {sent!r}, found {found!r}" for name, (sent, found) in mismatch.items()
         )
+
+
+    async def _look_up(self, key: str, attempts: Attempts) -> tuple[str, dict[str, Any]]:
+        """The profile a lookup (e.g. byEmail) finds for `key`, and the URL to patch it at."""
+        found = await self._client.get_list(self._target.lookup_url(key), attempts)
+        if not found:
+            raise NotFound(f"no profile matches {key!r}", attempts.http_status)
+        if len(found) > 1:
+            raise Rejected(f"ambiguous: {len(found)} profiles match {key!r}",
+                           attempts.http_status)
+        profile = found[0]
+        pkey = profile.get("PKey")
+        if not isinstance(pkey, str) or not pkey:
+            raise Rejected(f"the lookup for {key!r} answered a profile with no PKey")
+        # Adobe: follow the href the API gave rather than building the URL by hand
+        url = self._target.follow(profile.get("href"), self._target.url_for(pkey))
+        return url, profile
 
 
 def _take(rows: Iterator[Row], n: int) -> list[Row]:

@@ -236,7 +236,9 @@ class Sandbox:
         if (bad := self._check_org(request)) is not None:
             return bad
         email = request.query.get("email", "")
-        found = [p for p in self.state.profiles.values() if p.get("email") == email]
+        base = f"{request.url.origin()}/{self.config.org}/campaign/{request.match_info['api']}/"
+        found = [{**p, "href": f"{base}{request.match_info['resource']}/{p['PKey']}"}
+                 for p in self.state.profiles.values() if p.get("email") == email]
         return _json({"content": found, "count": {"value": len(found)}})
 
     async def patch_profile(self, request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ into a value or a typed error (errors.py). Retries, pacing and auth are applied 
 from __future__ import annotations
 
 import email.utils
+import logging
 import re
 import time
 from collections import Counter
@@ -21,6 +22,8 @@ from .errors import AbortRun, AuthFailed, NotFound, RateLimited, Rejected, Trans
 from .policy import Pacer, RetryPolicy, Timeouts
 
 __all__ = ["ApiClient", "Attempts", "Stats", "Target", "classify", "parse_retry_after"]
+
+log = logging.getLogger("batchpatch")
 
 DEFAULT_RESOURCE = "profileAndServices/profile"
 
@@ -81,6 +84,8 @@ class Attempts:
 
     count: int = 0
     http_status: int | None = None
+    rate_limited: int = 0
+    retries: int = 0
 
 
 @dataclass
@@ -202,6 +207,7 @@ class ApiClient:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.retries += 1
+                    attempts.retries += 1
                 return await self._attempt(method, url, body, attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -252,6 +258,11 @@ class ApiClient:
             error = classify(status, raw, retry_after)
             if isinstance(error, RateLimited):
                 self.stats.rate_limited += 1
+                attempts.rate_limited += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s attempt %d: %s", method, url, attempts.count, error,
+                          extra={"event": "attempt", "attempt": attempts.count,
+                                 "http_status": status})
             raise error
 
     async def _send(

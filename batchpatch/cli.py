@@ -78,7 +78,17 @@ def _run_parser(sub: Any) -> None:
     g.add_argument("--summary", help="summary JSON (default INPUT-NAME.summary.json)")
     g.add_argument("-q", "--quiet", action="store_const", const=True,
                    help="no human summary on stderr")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="a log line per row (-vv: per request attempt too)")
+    g.add_argument("--log-format", choices=["text", "json"],
+                   help="text (default) or json: one object a line, for log pipelines")
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="default info")
+    g.add_argument("--progress", choices=["auto", "bar", "log", "off"],
+                   help="auto (default): a bar on a terminal, a log line every "
+                   "--progress-every seconds otherwise")
+    g.add_argument("--progress-every", type=float, help="seconds between progress log lines "
+                   "(default 60)")
     g = p.add_argument_group("modes")
     g.add_argument("--dry-run", action="store_const", const=True,
                    help="send only GETs; record what would change")
@@ -86,6 +96,9 @@ def _run_parser(sub: Any) -> None:
                    help="skip the read-back GET after a PATCH")
     g.add_argument("--resume", action="store_const", const=True,
                    help="finish an interrupted run: skip rows that have a record")
+    g.add_argument("--limit", type=int, help="process only the first N rows")
+    g.add_argument("--canary", type=int, help="process the first N rows; if any fails, stop "
+                   "(exit 3) before the rest of the file touches the API")
     g.add_argument("--print-config", action="store_true",
                    help="print the merged settings (secrets masked) and exit")
 
@@ -126,20 +139,41 @@ def _undo_parser(sub: Any) -> None:
                    help="CSV only: the cell that means null (default #NULL)")
 
 
+def _validate_parser(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check an input file offline; sends nothing",
+                       description="Read INPUT as a run would and report every problem with "
+                       "its line number, duplicate keys, and how each column will be read. "
+                       "Exit 0: no problems; 1: problems; 2: the file cannot be used at all.")
+    p.add_argument("input")
+    p.add_argument("--format", choices=["csv", "jsonl"])
+    p.add_argument("--key-column", default="PKey")
+    p.add_argument("--null-token")
+
+
+def _report_parser(sub: Any) -> None:
+    p = sub.add_parser("report", help="an HTML or Markdown report of a results file")
+    p.add_argument("results", help="a results .jsonl file")
+    p.add_argument("-o", "--output", help="report.html or report.md (default: Markdown on "
+                   "standard output)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchpatch", description="Apply a file of profile fixes to a REST "
                      "API, safely: fetch, patch only what differs, verify.")
     parser.add_argument("--version", action="version", version=f"batchpatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _run_parser(sub)
+    _validate_parser(sub)
     _undo_parser(sub)
+    _report_parser(sub)
     _sandbox_parser(sub)
     return parser
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="batchpatch: %(message)s", stream=sys.stderr)
+def _setup_logging(level: str, fmt: str, run_id: str = "") -> None:
+    from .logs import setup_logging
+
+    setup_logging(level, fmt, run_id)
 
 
 def _asyncio_run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -155,12 +189,19 @@ _NOT_SETTINGS = {"command", "config", "profile", "verbose", "print_config"}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import uuid
+
     from .config import load_settings
     from .runner import execute
     from .summary import human_summary
 
     options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if args.verbose:
+        options["log_rows"] = True
+        options["log_level"] = "debug" if args.verbose > 1 else options["log_level"]
     settings = load_settings(options, config=args.config, profile=args.profile)
+    run_id = uuid.uuid4().hex[:12]
+    _setup_logging(settings.log_level, settings.log_format, run_id)
     if args.print_config:
         import orjson
 
@@ -168,7 +209,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shown["sources"] = settings.sources
         sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    summary = _asyncio_run(execute(settings, handle_signals=True))
+    summary = _asyncio_run(execute(settings, handle_signals=True, run_id=run_id))
+    if settings.log_format == "json":  # every stderr line stays one JSON object
+        if summary["aborted"]:
+            log.error("aborted: %s", summary["aborted"], extra={"event": "aborted"})
+        if not settings.quiet:
+            log.warning("%s", human_summary(summary), extra={"event": "summary"})
+        return int(summary["exit_code"])
     if summary["aborted"]:
         print(f"batchpatch: aborted: {summary['aborted']}", file=sys.stderr)
     if not settings.quiet:
@@ -203,6 +250,30 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    result = validate(args.input, args.format, args.key_column, args.null_token)
+    print(result.text(args.null_token))
+    return 0 if result.ok else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import build_report, render
+
+    out = Path(args.output) if args.output else None
+    text = render(build_report(Path(args.results)), out)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"batchpatch: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_undo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -222,8 +293,9 @@ def _cmd_undo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "verbose", 0))
-    handlers = {"run": _cmd_run, "undo": _cmd_undo, "sandbox": _cmd_sandbox}
+    _setup_logging("info", "text")
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "undo": _cmd_undo,
+                "report": _cmd_report, "sandbox": _cmd_sandbox}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -71,6 +71,13 @@ class Settings:
     no_verify: bool = False
     resume: bool = False
     quiet: bool = False
+    limit: int | None = None
+    canary: int | None = None
+    log_format: str = "text"
+    log_level: str = "info"
+    log_rows: bool = False
+    progress: str = "auto"  # auto: a bar on a terminal, log lines otherwise; off: nothing
+    progress_every: float = 60.0
     # not options: filled in by load_settings
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -227,6 +234,18 @@ def _validate(s: Settings) -> None:
         raise UsageError("--retries must be 0 or more")
     if s.timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
+    if s.limit is not None and s.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if s.canary is not None and s.canary < 1:
+        raise UsageError("--canary must be at least 1")
+    if s.log_format not in ("text", "json"):
+        raise UsageError("--log-format must be text or json")
+    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UsageError("--log-level must be debug, info, warning or error")
+    if s.progress not in ("auto", "bar", "log", "off"):
+        raise UsageError("--progress must be auto, bar, log or off")
+    if s.progress_every <= 0:
+        raise UsageError("--progress-every must be more than 0 seconds")
     if not 0 < s.max_error_rate <= 1:
         raise UsageError("--max-error-rate must be within (0, 1]")
     s.input_format  # noqa: B018 - raises UsageError for an unknown format

@@ -13,6 +13,7 @@ State and invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,7 +27,13 @@ from .policy import Breaker
 from .resume import PriorResults
 from .writer import ResultsWriter
 
-__all__ = ["Engine", "Mode"]
+__all__ = ["CanaryFailed", "Engine", "Mode"]
+
+log = logging.getLogger("batchpatch")
+
+
+class CanaryFailed(AbortRun):
+    """A row among the first --canary rows failed: the rest of the file is not sent."""
 
 _BATCH = 256
 _REREAD_DELAY = 0.5  # one more read-back after a mismatch, for servers slow to show a write
@@ -35,13 +42,17 @@ _REREAD_DELAY = 0.5  # one more read-back after a mismatch, for servers slow to 
 class Mode:
     """The per-row switches of a run."""
 
-    __slots__ = ("dry_run", "no_verify", "null_token")
+    __slots__ = ("canary", "dry_run", "limit", "log_rows", "no_verify", "null_token")
 
     def __init__(self, dry_run: bool = False, no_verify: bool = False,
-                 null_token: str | None = None) -> None:
+                 null_token: str | None = None, limit: int | None = None,
+                 canary: int | None = None, log_rows: bool = False) -> None:
         self.dry_run = dry_run
         self.no_verify = no_verify
         self.null_token = null_token
+        self.limit = limit  # process at most this many rows
+        self.canary = canary  # stop (exit 3) if any of the first N rows fails
+        self.log_rows = log_rows  # a log line per row at info level (-v)
 
 
 class Engine:
@@ -72,7 +83,11 @@ class Engine:
         self.rows_read = 0
         self.rows_done = 0
         self.rows_skipped = 0  # recorded by an earlier run (--resume)
+        self.rows_failed = 0
         self.input_finished = False
+        self.limited = False
+        self._first_error: str | None = None
+        self._row_level = logging.INFO if mode.log_rows else logging.DEBUG
 
     @property
     def unfinished(self) -> int:
@@ -99,8 +114,9 @@ class Engine:
             task.cancel()
 
     async def _feed(self, rows: Iterator[Row]) -> None:
+        limit, canary = self._mode.limit, self._mode.canary
         try:
-            while not self._stopping:
+            while not self._stopping and not self.limited:
                 batch = await asyncio.to_thread(_take, rows, _BATCH)
                 if not batch:
                     self.input_finished = True
@@ -108,8 +124,18 @@ class Engine:
                 for row in batch:
                     if self._stopping:
                         break
+                    started = self.rows_read - self.rows_skipped
+                    if limit is not None and started >= limit:
+                        self.limited = True  # rows already started still finish
+                        break
+                    if canary is not None and started == canary:
+                        await self._check_canary(canary)
+                        if self._stopping:
+                            break
                     self.rows_read += 1
                     await self._dispatch(row)
+            if canary is not None and self.input_finished and not self._stopping:
+                await self._check_canary(self.rows_read - self.rows_skipped)
         except (OSError, EOFError, ValueError) as exc:  # e.g. a gzip file cut short
             self.abort = self.abort or AbortRun(
                 f"cannot read the input after {self.rows_read} rows: {type(exc).__name__}: {exc}")
@@ -119,6 +145,15 @@ class Engine:
         for _ in range(self._concurrency):
             await self._queue.put(None)
 
+    async def _check_canary(self, n: int) -> None:
+        """Wait for the first `n` rows to finish; abort the run if any of them failed."""
+        while self.rows_done < n and not self._stopping:
+            await asyncio.sleep(0.02)
+        if self.rows_failed and not self._stopping:
+            self._abort(CanaryFailed(
+                f"canary: {self.rows_failed} of the first {n} rows failed (first: "
+                f"{self._first_error}); the rest of the file was not sent (--canary)"))
+
     async def _dispatch(self, row: Row) -> None:
         if self._prior is not None and (status := self._prior.get(row.line)) is not None:
             self.rows_skipped += 1
@@ -126,7 +161,7 @@ class Engine:
             return
         if row.problem is not None:
             self._finish(Outcome(row.line, row.key, Status.INVALID, error=row.problem,
-                                 raw=row.raw))
+                                 raw=row.raw, finished_at=time.time()))
             return
         assert row.key is not None
         waiting = self._active.get(row.key)
@@ -153,12 +188,24 @@ class Engine:
 
     def _finish(self, outcome: Outcome) -> None:
         self.rows_done += 1
+        if outcome.status.is_failure:
+            self.rows_failed += 1
+            if self._first_error is None:
+                self._first_error = f"row {outcome.row} {outcome.status.value}: {outcome.error}"
+        if log.isEnabledFor(self._row_level):
+            log.log(self._row_level, "row %d %s %s%s", outcome.row, outcome.pkey,
+                    outcome.status.value, f": {outcome.error}" if outcome.error else "",
+                    extra={"event": "row", "row": outcome.row, "pkey": outcome.pkey,
+                           "status": outcome.status.value, "attempt": outcome.attempts,
+                           "http_status": outcome.http_status})
         self._writer.put(outcome)
 
     def _abort(self, exc: AbortRun) -> None:
         if self.abort is None:
             self.abort = exc
         current = asyncio.current_task()
+        if current not in self._workers:
+            current = None
         self._stopping = True
         for task in self._workers:
             if task is not current:
@@ -187,6 +234,9 @@ class Engine:
         outcome.attempts = attempts.count
         outcome.http_status = attempts.http_status
         outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+        outcome.rate_limited = attempts.rate_limited
+        outcome.retries = attempts.retries
+        outcome.finished_at = time.time()
         if (why := self._breaker.record(foreign)) is not None:
             self._finish(outcome)  # this row's own outcome is known; the abort is for the rest
             raise BreakerOpen(f"breaker open: {why}; last error: {outcome.error}")

@@ -67,6 +67,11 @@ class Outcome:
     attempts: int = 0
     error: str | None = None
     elapsed_ms: float = 0.0
+    #: further attempts after transient failures, and how many of them followed a 429
+    retries: int = 0
+    rate_limited: int = 0
+    #: when the row finished (seconds since the epoch)
+    finished_at: float = 0.0
     #: extra detail for mismatches and conflicts: {field: [wanted, found]}
     mismatch: dict[str, list[Any]] | None = None
     raw: bytes = field(default=b"", repr=False)
@@ -81,6 +86,9 @@ class Outcome:
             "attempts": self.attempts,
             "error": self.error,
             "elapsed_ms": round(self.elapsed_ms, 1),
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "ts": round(self.finished_at, 3),
         }
         if self.mismatch is not None:
             rec["mismatch"] = self.mismatch

@@ -9,7 +9,9 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from .config import Settings
 from .engine import Engine, Mode
 from .model import FAILURE_STATUSES, Status
 from .policy import Breaker, Pacer
+from .progress import Progress, count_rows
 from .resume import Manifest, PriorResults, RunLock, file_identity
 from .rows import open_input
 from .writer import ResultsWriter
@@ -59,8 +62,10 @@ async def execute(
     settings: Settings,
     handle_signals: bool = False,
     on_engine: Callable[[Engine], None] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run the job; returns the summary. Raises UsageError before anything is sent."""
+    run_id = run_id or uuid.uuid4().hex[:12]
     source = open_input(settings.input, settings.format, settings.key_column)
     results, failures, summary_path = settings.output_paths()
     try:
@@ -75,7 +80,8 @@ async def execute(
                 manifest.write(content)
             writer = ResultsWriter(results, failures, source.header_raw, append=prior is not None)
             summary = await _run(settings, source, writer, prior, handle_signals, on_engine)
-            summary.update(results=str(results), failures=str(failures), summary=str(summary_path))
+            summary.update(run_id=run_id, results=str(results), failures=str(failures),
+                           summary=str(summary_path))
             _write_json(summary_path, summary)
             return summary
     finally:
@@ -99,7 +105,8 @@ async def _run(
         client = ApiClient(session, auth, pacer, settings.retry_policy, settings.timeouts, stats)
         engine = Engine(
             client, settings.target, writer,
-            Mode(settings.dry_run, settings.no_verify, settings.null_token),
+            Mode(settings.dry_run, settings.no_verify, settings.null_token, settings.limit,
+                 settings.canary, settings.log_rows),
             settings.concurrency, Breaker(settings.max_error_rate, settings.error_window), prior,
         )
         if on_engine:
@@ -108,16 +115,32 @@ async def _run(
         if handle_signals:
             _install_signals(engine, received, settings.grace)
         writer_task = asyncio.create_task(writer.run())
+        progress_task = _start_progress(settings, writer, prior)
         try:
             await engine.run(iter(source))
         finally:
             writer.finish()
             await writer_task
+            if progress_task is not None:
+                progress_task.cancel()
+                await asyncio.gather(progress_task, return_exceptions=True)
             if handle_signals:
                 _remove_signals()
     elapsed = time.monotonic() - started
     token_requests = getattr(auth, "token_requests", 0)
     return _summary(settings, engine, writer, stats, pacer, elapsed, received, token_requests)
+
+
+def _start_progress(settings: Settings, writer: ResultsWriter,
+                    prior: PriorResults | None) -> asyncio.Task[None] | None:
+    mode = settings.progress
+    if mode == "off" or (mode == "auto" and settings.quiet):
+        return None
+    tty = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+    total = count_rows(settings.input, settings.input_format)
+    progress = Progress(lambda: writer.counts, total, tty, settings.progress_every,
+                        done_before=prior.count if prior else 0)
+    return asyncio.create_task(progress.run())
 
 
 def _install_signals(engine: Engine, received: list[signal.Signals], grace: float) -> None:
@@ -174,6 +197,7 @@ def _summary(
         "counts": counts,
         "unfinished": engine.unfinished,
         "input_finished": engine.input_finished,
+        "limited": engine.limited,
         "resumed_rows": engine.rows_skipped,
         "aborted": str(engine.abort) if engine.abort else None,
         "interrupted": received[0].name if received else None,

@@ -25,6 +25,9 @@ def human_summary(summary: dict[str, Any]) -> str:
     if summary.get("unfinished") or summary.get("aborted") or summary.get("interrupted"):
         lines.append(f"stopped early: {summary['unfinished']} rows read but not finished; "
                      "run again with --resume to complete")
+    if summary.get("limited"):
+        lines.append("stopped at --limit: the rest of the file was not read; --resume "
+                     "(without --limit) does the rest")
     lines.append(f"results: {summary['results']}")
     if summary["failed"]:
         lines.append(f"failures ({summary['failed']} rows, ready to re-run): {summary['failures']}")

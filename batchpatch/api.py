@@ -57,6 +57,13 @@ class Target:
             lookup_template = f"{root}/{lookup}?{quote(param)}={{key}}"
         return cls(f"{root}/{{pkey}}", lookup_template)
 
+    #: `scheme://host[:port]/` of the template, for the read-back's fast origin check
+    origin: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.template)
+        object.__setattr__(self, "origin", f"{parts.scheme}://{parts.netloc}/")
+
     def url_for(self, pkey: str) -> str:
         return self.template.replace("{pkey}", quote(pkey, safe="@"))
 
@@ -71,6 +78,8 @@ class Target:
         """
         if not isinstance(href, str) or not href:
             return fallback
+        if href.startswith(self.origin):  # the common case, without parsing
+            return href
         url = urljoin(fallback, href)
         mine, theirs = urlsplit(fallback), urlsplit(url)
         if (mine.scheme, mine.netloc) != (theirs.scheme, theirs.netloc):
@@ -197,6 +206,13 @@ class ApiClient:
         return data if isinstance(data, dict) else {}  # 204 No Content, or a bare value
 
     async def _call(self, method: str, url: str, body: bytes | None, attempts: Attempts) -> Any:
+        # The first attempt runs bare: building tenacity's machinery for every request costs
+        # more than the request itself on a fast API. Only a transient failure enters the retry
+        # loop, whose attempt 1 replays that failure, so numbering, stop and wait stay exact.
+        try:
+            return await self._attempt(method, url, body, attempts)
+        except TransientError as exc:
+            first: TransientError | None = exc
         retrying = AsyncRetrying(  # a new one per call: tenacity keeps per-call state
             stop=self._stop,
             wait=self._wait,
@@ -205,9 +221,11 @@ class ApiClient:
         )
         async for attempt in retrying:
             with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    self.stats.retries += 1
-                    attempts.retries += 1
+                if first is not None:
+                    failure, first = first, None
+                    raise failure
+                self.stats.retries += 1
+                attempts.retries += 1
                 return await self._attempt(method, url, body, attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -35,5 +35,6 @@ async def main(template: str, keys: list[str], concurrency: int) -> float:
 
 if __name__ == "__main__":
     url, keys_file, conc = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    keys = json.loads(open(keys_file).read())
+    with open(keys_file) as fh:
+        keys = json.load(fh)
     print(json.dumps({"rows_per_s": asyncio.run(main(url, keys, conc))}))

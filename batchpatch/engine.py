@@ -78,6 +78,7 @@ class Engine:
         self._queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=concurrency * 2)
         self._active: dict[str, deque[Row]] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._source_name = "the input"
         self._stopping = False
         self.abort: AbortRun | None = None
         self.rows_read = 0
@@ -94,7 +95,8 @@ class Engine:
         """Rows read from the input that got no record (stopped or aborted)."""
         return self.rows_read - self.rows_done - self.rows_skipped
 
-    async def run(self, rows: Iterator[Row]) -> None:
+    async def run(self, rows: Iterator[Row], source_name: str = "the input") -> None:
+        self._source_name = source_name
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
         feeder = asyncio.create_task(self._feed(rows))
         try:
@@ -138,7 +140,8 @@ class Engine:
                 await self._check_canary(self.rows_read - self.rows_skipped)
         except (OSError, EOFError, ValueError) as exc:  # e.g. a gzip file cut short
             self.abort = self.abort or AbortRun(
-                f"cannot read the input after {self.rows_read} rows: {type(exc).__name__}: {exc}")
+                f"{self._source_name}: cannot read past row {self.rows_read}: "
+                f"{type(exc).__name__}: {exc}")
             self._stopping = True
         # One end-of-input mark per worker. Not in a `finally`: when the feeder is cancelled
         # the workers are already gone, and a put on a full queue would wait forever.

@@ -117,7 +117,7 @@ async def _run(
         writer_task = asyncio.create_task(writer.run())
         progress_task = _start_progress(settings, writer, prior)
         try:
-            await engine.run(iter(source))
+            await engine.run(iter(source), settings.input)
         finally:
             writer.finish()
             await writer_task
@@ -128,7 +128,13 @@ async def _run(
                 _remove_signals()
     elapsed = time.monotonic() - started
     token_requests = getattr(auth, "token_requests", 0)
-    return _summary(settings, engine, writer, stats, pacer, elapsed, received, token_requests)
+    summary = _summary(settings, engine, writer, stats, pacer, elapsed, received, token_requests)
+    if not engine.input_finished:  # stopped early: how many rows still have no record
+        total = count_rows(settings.input, settings.input_format)
+        summary["rows_without_record"] = None if total is None else max(0, total - summary["rows"])
+    else:
+        summary["rows_without_record"] = engine.unfinished
+    return summary
 
 
 def _start_progress(settings: Settings, writer: ResultsWriter,

@@ -23,8 +23,10 @@ def human_summary(summary: dict[str, Any]) -> str:
     if summary.get("resumed_rows"):
         lines.append(f"resumed: {summary['resumed_rows']} rows kept from the earlier run")
     if summary.get("unfinished") or summary.get("aborted") or summary.get("interrupted"):
-        lines.append(f"stopped early: {summary['unfinished']} rows read but not finished; "
-                     "run again with --resume to complete")
+        left = summary.get("rows_without_record")
+        left_text = f"~{left} rows have no record yet" if left is not None else (
+            f"{summary['unfinished']} rows read but not finished, the rest of the input unread")
+        lines.append(f"stopped early: {left_text}; run again with --resume to complete")
     if summary.get("limited"):
         lines.append("stopped at --limit: the rest of the file was not read; --resume "
                      "(without --limit) does the rest")

@@ -53,14 +53,28 @@ def run_batchpatch(fixes: Path, sandbox: SandboxProcess, *flags: str,
     """Run the real command; returns its summary and its peak RSS in kB."""
     cmd = [PY, "-m", "batchpatch", "run", str(fixes), "--base-url", sandbox.url, "--org", "demo",
            "--progress", "off", "-q", *flags]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if stop_after is not None:
-        time.sleep(stop_after)  # a bounded soak, then a graceful stop
-        proc.send_signal(signal.SIGTERM)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The kernel keeps the peak (VmHWM) of the process itself; rusage from wait4 would also
+    # count the pages of this runner, copied into the child by fork before exec.
+    peak, started = 0, time.monotonic()
+    while proc.poll() is None:
+        peak = max(peak, _vm_hwm_kb(proc.pid))
+        if stop_after is not None and time.monotonic() - started >= stop_after:
+            proc.send_signal(signal.SIGTERM)  # a bounded soak, then a graceful stop
+            stop_after = None
+        time.sleep(0.05)
     summary_path = fixes.with_name(fixes.name.removesuffix(".csv") + ".summary.json")
-    return json.loads(summary_path.read_text()), int(usage.ru_maxrss)
+    return json.loads(summary_path.read_text()), peak
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def machine() -> dict[str, Any]:

@@ -164,6 +164,18 @@ def test_transient_faults_one_percent_thousand_rows(sandbox_process, tmp_path: P
     assert any(k.endswith(("502", "503", "504", "drop")) for k in counts)  # faults happened
 
 
+def test_gzip_cut_short_stops_with_the_file_named(sandbox, tmp_path: Path) -> None:
+    body = "PKey,phone\n" + "".join(f"@p{i % 50:05d},{i}\n" for i in range(3000))
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gzip.compress(body.encode())[:4000])
+    proc = run_cli("run", cut, *target_args(sandbox))
+    assert proc.returncode == 3, proc.stderr
+    assert "cut.csv.gz: cannot read past row" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = read_results(tmp_path / "cut.results.jsonl")
+    assert records and {r["status"] for r in records} <= {"updated", "unchanged"}
+
+
 def test_usage_errors_exit_2_with_one_line_and_send_nothing(sandbox, tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "nokey.csv", ["id", "phone"], [["1", "2"]])
     cases = [

@@ -91,6 +91,7 @@ def test_sigterm_drains_and_exits_143_then_resume_finishes(sandbox_process,
     assert 40 <= len(records) < n
     summary = json.loads((tmp_path / "fixes.summary.json").read_text())
     assert summary["interrupted"] == "SIGTERM" and summary["exit_code"] == 143
+    assert summary["rows_without_record"] == n - len(records)
     assert "--resume" in stderr
     again = run_cli("run", fixes, *target_args(sandbox_process), "--resume")
     assert again.returncode == 0, again.stderr

@@ -1,0 +1,82 @@
+"""policy.py: the rate adapter's decisions and the breaker, with a fake clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from batchpatch import policy
+from batchpatch.policy import Breaker, RateAdapter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(policy.time, "monotonic", fake)
+    return fake
+
+
+def tick(adapter: RateAdapter, clock: Clock, sent: int, refused: int) -> bool:
+    """One second of answers: `refused` of `sent` were 429s."""
+    paused = False
+    for i in range(sent):
+        clock.now += 1.0 / sent + 1e-6
+        paused = adapter.record(i < refused) or paused
+    return paused
+
+
+def test_no_pushback_costs_nothing(clock: Clock) -> None:
+    adapter = RateAdapter(100)
+    for _ in range(5):
+        tick(adapter, clock, 100, 0)
+    assert adapter.rate is None and adapter.cuts == 0
+
+
+def test_a_server_limit_is_found_and_held_just_under(clock: Clock) -> None:
+    adapter = RateAdapter(100)
+    assert tick(adapter, clock, 100, 80)  # 20 accepted of 100: pause everyone, cut
+    assert adapter.limit == pytest.approx(20, rel=0.05)
+    assert adapter.rate == pytest.approx(18, rel=0.05)
+    for _ in range(5):  # under the limit: slow probing, 1% a tick
+        tick(adapter, clock, round(adapter.rate), 0)
+    assert 18 < adapter.rate < 19.5
+
+
+def test_random_429s_do_not_wear_the_rate_down(clock: Clock) -> None:
+    adapter = RateAdapter(100)
+    rng = random.Random(1)
+    for _ in range(120):  # two minutes of a gateway refusing ~5% whatever the pace
+        sent = round(adapter.rate or 100)
+        refused = sum(rng.random() < 0.05 for _ in range(sent))
+        tick(adapter, clock, sent, refused)
+    assert (adapter.rate or 100) > 85
+
+
+def test_a_cut_that_does_not_cure_is_undone(clock: Clock) -> None:
+    adapter = RateAdapter(100)
+    tick(adapter, clock, 100, 12)  # looks like a limit...
+    assert adapter.rate is not None
+    tick(adapter, clock, 90, 11)  # ...but slowing down changed nothing: noise
+    assert adapter.rate is None and adapter.noise > 0.1
+    assert adapter.threshold > adapter.BASE_THRESHOLD
+
+
+def test_breaker_opens_only_on_a_majority_of_foreign_failures() -> None:
+    breaker = Breaker(max_error_rate=0.5, window=50)
+    assert all(breaker.record(i % 2 == 1) is None for i in range(50))  # exactly half: closed
+    why = None
+    for _ in range(10):
+        why = why or breaker.record(True)
+    assert why is not None and "--max-error-rate" in why
+    fresh = Breaker(0.5, 50)
+    assert all(fresh.record(True) is None for _ in range(9))  # too few rows to judge
+    assert fresh.record(True) is not None

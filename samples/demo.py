@@ -24,7 +24,8 @@ def main() -> int:
     flags = ["--token", "demo-token", "--api-key", "demo-key", "--fault-5xx", "0.01",
              "--latency-ms", "5", "--seed", "7"]
     with SandboxProcess(HERE / "profiles.json", *flags) as sandbox:
-        print(f"sandbox: {sandbox.url} (org 'demo'; profiles from {HERE / 'profiles.json'})")
+        print(f"sandbox: {sandbox.url} (org 'demo'; profiles from {HERE / 'profiles.json'})",
+              flush=True)
         env = {**os.environ, "BATCHPATCH_TOKEN": "demo-token", "BATCHPATCH_API_KEY": "demo-key"}
         cmd = [sys.executable, "-m", "batchpatch", "run", str(HERE / "fixes.csv"),
                "--base-url", sandbox.url, "--org", "demo", "--rate", "200", "--concurrency", "16",
@@ -33,12 +34,17 @@ def main() -> int:
                "--summary", str(out / "fixes.summary.json")]
         print("$ batchpatch run samples/fixes.csv --base-url", sandbox.url,
               "--org demo --rate 200 --concurrency 16 --results samples/out/... "
-              "(token and API key from BATCHPATCH_TOKEN / BATCHPATCH_API_KEY)")
+              "(token and API key from BATCHPATCH_TOKEN / BATCHPATCH_API_KEY)", flush=True)
         code = subprocess.call(cmd, env=env)
+    report = out / "fixes.report.html"
+    subprocess.call([sys.executable, "-m", "batchpatch", "report",
+                     str(out / "fixes.results.jsonl"), "-o", str(report)],
+                    stderr=subprocess.DEVNULL)
     print(f"\nexit status {code} (1 = finished, some rows failed: the unknown keys and the two "
           "bad rows, on purpose)")
     print(f"each row's record: {out / 'fixes.results.jsonl'}")
     print(f"the failed rows, ready to fix and feed back: {out / 'fixes.failures.csv'}")
+    print(f"a report to read: {report} (batchpatch report RESULTS -o report.html|report.md)")
     return 0 if code in (0, 1) else code
 
 

@@ -104,7 +104,6 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)  # "GET 200", "PATCH error"
     retries: int = 0
     rate_limited: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def by_method(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

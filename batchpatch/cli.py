@@ -37,6 +37,7 @@ def _run_parser(sub: Any) -> None:
     g.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: by name)")
     g.add_argument("--key-column", help="the column holding the profile key (default PKey)")
     g.add_argument("--null-token", help="a CSV cell equal to this sets the field to null")
+    g.add_argument("--delimiter", help="CSV field separator (default ','; e.g. ';' or '\\t')")
     g = p.add_argument_group("target")
     g.add_argument("--base-url", help="API root, e.g. https://mc.adobe.io")
     g.add_argument("--org", help="Adobe organization id (e.g. acme-mkt-stage)")
@@ -148,6 +149,7 @@ def _validate_parser(sub: Any) -> None:
     p.add_argument("--format", choices=["csv", "jsonl"])
     p.add_argument("--key-column", default="PKey")
     p.add_argument("--null-token")
+    p.add_argument("--delimiter", default=",")
 
 
 def _report_parser(sub: Any) -> None:
@@ -196,6 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .summary import human_summary
 
     options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if options.get("delimiter"):
+        options["delimiter"] = _unescape(options["delimiter"])
     if args.verbose:
         options["log_rows"] = True
         options["log_level"] = "debug" if args.verbose > 1 else options["log_level"]
@@ -250,10 +254,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unescape(delimiter: str) -> str:
+    """`\\t` typed on a command line means a tab."""
+    return "\t" if delimiter in ("\\t", "tab") else delimiter
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
-    result = validate(args.input, args.format, args.key_column, args.null_token)
+    result = validate(args.input, args.format, args.key_column, args.null_token,
+                      _unescape(args.delimiter))
     print(result.text(args.null_token))
     return 0 if result.ok else 1
 

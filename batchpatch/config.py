@@ -8,7 +8,6 @@ Secrets are wrapped in Secret as soon as they are read, so no repr or message ca
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ class Settings:
     input: str
     format: str | None = None
     key_column: str = "PKey"
+    delimiter: str = ","
     # target
     base_url: str | None = None
     org: str | None = None
@@ -283,8 +283,3 @@ def _validate(s: Settings) -> None:
 def _check_url(url: str, flag: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"{flag} must start with http:// or https:// (got {url!r})")
-
-
-def replace(settings: Settings, **changes: Any) -> Settings:
-    """A copy of `settings` with some options changed."""
-    return dataclasses.replace(settings, **changes)

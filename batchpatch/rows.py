@@ -74,6 +74,7 @@ class InputFile:
     #: CSV: the column names, and the header line exactly as read (written atop the failures file)
     columns: list[str] | None = None
     header_raw: bytes = b""
+    delimiter: str = ","
     _rows: Iterator[Row] | None = None
 
     def __iter__(self) -> Iterator[Row]:
@@ -85,11 +86,14 @@ class InputFile:
             self.stream.close()
 
 
-def open_input(path: str, fmt: str | None = None, key_column: str = "PKey") -> InputFile:
+def open_input(path: str, fmt: str | None = None, key_column: str = "PKey",
+               delimiter: str = ",") -> InputFile:
     """Open an input file and check it can be used; raises UsageError (exit 2) if not."""
     fmt = detect_format(path, fmt)
+    if len(delimiter) != 1:
+        raise UsageError(f"--delimiter must be one character (got {delimiter!r})")
     stream = _open_binary(path)
-    source = InputFile(path, fmt, key_column, stream)
+    source = InputFile(path, fmt, key_column, stream, delimiter=delimiter)
     try:
         source._rows = _open_csv(source) if fmt == "csv" else _open_jsonl(source)
     except UsageError:
@@ -133,7 +137,7 @@ class _LineCounter:
 
 def _open_csv(source: InputFile) -> Iterator[Row]:
     lines = _LineCounter(source.stream)
-    reader = csv.reader(lines, strict=True)
+    reader = csv.reader(lines, delimiter=source.delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -145,6 +149,11 @@ def _open_csv(source: InputFile) -> Iterator[Row]:
         raise UsageError(f"{source.path}: line 1: the header is not valid UTF-8")
     header = [name.strip() for name in header]
     if source.key_column not in header:
+        other = next((d for d in ";\t|" if d != source.delimiter and d in header[0]), None)
+        if len(header) == 1 and other:
+            raise UsageError(f"{source.path}: line 1: no key column {source.key_column!r}; "
+                             f"the header looks {other!r}-separated: try --delimiter "
+                             f"{other!r}")
         raise UsageError(
             f"{source.path}: line 1: no key column {source.key_column!r} "
             f"(columns: {', '.join(header)}); set --key-column"

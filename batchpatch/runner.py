@@ -44,6 +44,7 @@ def _manifest_content(settings: Settings) -> dict[str, Any]:
         "input": identity,
         "format": settings.input_format,
         "key_column": settings.key_column,
+        "delimiter": settings.delimiter,
         "target": settings.target.template,
         "dry_run": settings.dry_run,
         "no_verify": settings.no_verify,
@@ -66,7 +67,7 @@ async def execute(
 ) -> dict[str, Any]:
     """Run the job; returns the summary. Raises UsageError before anything is sent."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    source = open_input(settings.input, settings.format, settings.key_column)
+    source = open_input(settings.input, settings.format, settings.key_column, settings.delimiter)
     results, failures, summary_path = settings.output_paths()
     try:
         with RunLock(results):
@@ -217,6 +218,7 @@ def _summary(
         "rate_limited": stats.rate_limited,
         "rate_reached": round(stats.total / elapsed, 2) if elapsed else 0.0,
         "rate_lowest_adapted": round(adapter.lowest, 2) if adapter and adapter.lowest else None,
+        "rate_cuts": adapter.cuts if adapter else 0,
         "token_requests": token_requests,
         "elapsed_s": round(elapsed, 3),
         "rows_per_s": round(processed / elapsed, 2) if elapsed else 0.0,

@@ -78,9 +78,9 @@ def _meaning(name: str) -> str:
 
 
 def validate(path: str, fmt: str | None = None, key_column: str = "PKey",
-             null_token: str | None = None) -> Validation:
+             null_token: str | None = None, delimiter: str = ",") -> Validation:
     """Read the whole file as a run would, without a network; raises UsageError if unusable."""
-    source = open_input(path, fmt, key_column)
+    source = open_input(path, fmt, key_column, delimiter)
     result = Validation(path, source.format, key_column)
     seen: dict[str, list[int]] = {}
     try:

@@ -134,6 +134,15 @@ def test_stdin_with_format(sandbox, tmp_path: Path) -> None:
     assert sandbox.profiles_now()["@p00001"]["phone"] == "77"
 
 
+def test_semicolon_file_end_to_end_keeps_its_form_in_failures(sandbox, tmp_path: Path) -> None:
+    fixes = tmp_path / "eu.csv"
+    fixes.write_text("PKey;phone\n@p00001;+33 6 00\n@nobody;1\n", encoding="utf-8")
+    proc = run_cli("run", fixes, *target_args(sandbox), "--delimiter", ";")
+    assert proc.returncode == 1, proc.stderr
+    assert sandbox.profiles_now()["@p00001"]["phone"] == "+33 6 00"
+    assert (tmp_path / "eu.failures.csv").read_text() == "PKey;phone\n@nobody;1\n"
+
+
 def test_same_key_rows_apply_in_input_order(sandbox, tmp_path: Path) -> None:
     rows = [["@p00001", str(n)] for n in range(30)] + [["@p00002", "1"], ["@p00002", "2"]]
     fixes = write_csv(tmp_path / "dup.csv", ["PKey", "cusLoyaltyPoints"], rows)

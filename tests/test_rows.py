@@ -124,3 +124,12 @@ def test_reader_streams(tmp_path: Path) -> None:
     assert first.key == "@k0"
     assert source.stream.tell() < path.stat().st_size  # not read to the end to give one row
     source.close()
+
+
+def test_semicolon_csv_needs_and_takes_a_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b'PKey;phone;city\n@a;"1;2";Z\xc3\xbcrich\n')
+    with pytest.raises(UsageError, match="try --delimiter ';'"):
+        open_input(str(path))
+    rows = rows_of(path, delimiter=";")
+    assert rows[0].values == {"phone": "1;2", "city": "Zürich"}

@@ -172,3 +172,24 @@ def test_fault_mix_every_row_updated_without_a_retry_storm(sandbox_process, tmp_
     faults = sum(v for k, v in counts.items() if not k.endswith(" 200")) + round(
         total * 0.02)  # slow and broken answers are 200s: count them at their injected share
     assert total <= 3 * n + 3 * faults, (total, counts)
+
+
+def test_second_sigint_stops_at_once_with_a_readable_file(sandbox_process,
+                                                         tmp_path: Path) -> None:
+    n = 60
+    sandbox_process.reset(make_profiles(n), latency_ms=400)
+    fixes = phone_fixes(tmp_path, n)
+    results = tmp_path / "fixes.results.jsonl"
+    proc = start_cli("run", fixes, *target_args(sandbox_process), "--grace", "60")
+    wait_for_records(results, 8, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # the first signal has been handled: rows in flight are draining
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 5  # far less than the 60 s grace
+    records = read_results(results)
+    assert 8 <= len(records) < n
+    summary = json.loads((tmp_path / "fixes.summary.json").read_text())
+    assert summary["interrupted"] == "SIGINT" and summary["exit_code"] == 130

@@ -190,7 +190,9 @@ def _csv_rows(
         if bad:
             yield Row(start, None, {}, raw, problem="the line is not valid UTF-8")
         elif len(cells) != width:
-            yield Row(start, None, {}, raw, problem=f"expected {width} cells, found {len(cells)}")
+            key = cells[key_index].strip() if key_index < len(cells) else ""
+            yield Row(start, key or None, {}, raw,
+                      problem=f"expected {width} cells, found {len(cells)}")
         else:
             key = cells[key_index].strip()
             values = {name: cell for name, cell in zip(header, cells, strict=True)}

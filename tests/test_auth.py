@@ -124,6 +124,10 @@ def test_print_config_masks_secrets(tmp_path: Path) -> None:
     assert shown["sources"]["rate"] == "env" and shown["sources"]["org"] == "file"
     assert shown["client_secret"] == "***" and shown["token"] == "***"
     assert SECRET not in proc.stdout and "tok-Visible-Nowhere" not in proc.stdout
+    helped = run_cli("run", "--help", env={"BATCHPATCH_CLIENT_SECRET": SECRET,
+                                           "BATCHPATCH_TOKEN": "tok-Visible-Nowhere"})
+    assert helped.returncode == 0 and "--client-secret-file" in helped.stdout
+    assert SECRET not in helped.stdout and "tok-Visible-Nowhere" not in helped.stdout
 
 
 def test_revoked_credentials_mid_run_abort_then_resume(sandbox_process, tmp_path: Path) -> None:

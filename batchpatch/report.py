@@ -110,7 +110,7 @@ def _markdown(data: dict[str, Any]) -> str:
 def _svg(timeline: list[dict[str, Any]]) -> str:
     if not timeline:
         return "<p>No timed rows.</p>"
-    top = max(1, *(b["retries"] + b["rate_limited"] for b in timeline))
+    top = max(1, *(max(b["retries"], b["rate_limited"]) for b in timeline))
     width, height, bar = 600, 120, 600 / len(timeline)
     parts = [f'<svg width="{width}" height="{height + 20}" role="img" '
              'aria-label="retries and 429s over time">']
@@ -124,8 +124,10 @@ def _svg(timeline: list[dict[str, Any]]) -> str:
         parts.append(f'<rect x="{x:.1f}" y="{height - h_429:.1f}" width="{bar * 0.9:.1f}" '
                      f'height="{h_429:.1f}" fill="#d0644a"><title>{b["t"]} s: '
                      f'{b["rate_limited"]} 429s</title></rect>')
-    parts.append(f'<text x="0" y="{height + 15}" font-size="11">blue: retries, red: 429s; '
-                 f'{timeline[-1]["t"]} s shown</text></svg>')
+    parts.append(f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#888"/>'
+                 f'<text x="0" y="{height + 15}" font-size="11">retries (blue) and 429s (red) per '
+                 f'{timeline[1]["t"] if len(timeline) > 1 else 1} s, over '
+                 f'{timeline[-1]["t"]} s; tallest bar {top}</text></svg>')
     return "".join(parts)
 
 

@@ -63,7 +63,8 @@ def build_report(results: Path) -> dict[str, Any]:
         retries = stamped["retries"]
         grouped = pd.DataFrame({"bucket": bucket, "rows": 1, "retries": retries,
                                 "rate_limited": stamped["rate_limited"]}).groupby("bucket").sum()
-        timeline = [{"t": round(int(b) * width, 1), "rows": int(r.rows),
+        timeline = [{"t": round(int(b) * width, 1), "width": round(width, 1),
+                     "rows": int(r.rows),
                      "retries": int(r.retries), "rate_limited": int(r.rate_limited)}
                     for b, r in grouped.iterrows()]
     return {"results": str(results), "rows": len(frame), "counts": counts,
@@ -126,7 +127,7 @@ def _svg(timeline: list[dict[str, Any]]) -> str:
                      f'{b["rate_limited"]} 429s</title></rect>')
     parts.append(f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#888"/>'
                  f'<text x="0" y="{height + 15}" font-size="11">retries (blue) and 429s (red) per '
-                 f'{timeline[1]["t"] if len(timeline) > 1 else 1} s, over '
+                 f'{timeline[0]["width"]} s, over '
                  f'{timeline[-1]["t"]} s; tallest bar {top}</text></svg>')
     return "".join(parts)
 

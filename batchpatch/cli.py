@@ -14,12 +14,11 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from . import __version__
-from .errors import UsageError
+from .errors import EXIT_USAGE, UsageError
 
 __all__ = ["main"]
 
 log = logging.getLogger("batchpatch")
-EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,6 +19,10 @@ Every message is built by this package and never contains a secret.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_ABORTED",
+    "EXIT_FAILURES",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "AbortRun",
     "AuthFailed",
     "BatchpatchError",
@@ -31,6 +35,9 @@ __all__ = [
     "TransientError",
     "UsageError",
 ]
+
+#: the exit statuses of DESIGN.md (signals add 130 for SIGINT, 143 for SIGTERM)
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 
 
 class BatchpatchError(Exception):

@@ -28,7 +28,9 @@ __all__ = [
     "CellError",
     "Conflict",
     "Plan",
+    "check_path",
     "check_readback",
+    "flatten",
     "get_path",
     "plan_patch",
     "same",
@@ -85,18 +87,20 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """JSONL values as leaf paths: {"location": {"city": "X"}} -> {"location.city": "X"}."""
     flat: dict[str, Any] = {}
     for name, value in values.items():
         path = f"{prefix}{name}"
         if isinstance(value, Mapping) and value and not name.endswith(GUARD_SUFFIX):
-            flat.update(_flatten(value, path + "."))
+            flat.update(flatten(value, path + "."))
         else:
             flat[path] = value
     return flat
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
+    """Raise CellError for a field name with an empty part (`a..b`, `.a`)."""
     if not path or any(not part.strip() for part in path.split(".")):
         raise CellError(f"bad field name {path!r}")
 
@@ -150,12 +154,12 @@ def wanted_values(
     """The row's wanted values and guards, typed, as ({path: value}, {path: expected})."""
     wanted: dict[str, Any] = {}
     guards: dict[str, Any] = {}
-    for path, value in (_flatten(values) if typed else values).items():
+    for path, value in (flatten(values) if typed else values).items():
         target = wanted
         if path.endswith(GUARD_SUFFIX):
             path = path[: -len(GUARD_SUFFIX)]
             target = guards
-        _check_path(path)
+        check_path(path)
         if not typed:
             if value == "":
                 continue

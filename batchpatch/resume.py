@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import orjson
 from .errors import UsageError
 from .model import Status
 
-__all__ = ["Manifest", "PriorResults", "RunLock", "repair_tail"]
+__all__ = ["Manifest", "PriorResults", "RunLock", "read_records", "repair_tail"]
 
 _STATUSES = list(Status)
 
@@ -84,6 +85,21 @@ def repair_tail(path: Path) -> int:
         return size - keep
 
 
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a results file, its torn tail repaired first; UsageError on a line that
+    is not a batchpatch result (every record has an integer `row` and a known `status`)."""
+    repair_tail(path)
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                record = orjson.loads(line)
+                record["row"] = int(record["row"])
+                Status(record["status"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise UsageError(f"{path}: line {number}: not a batchpatch result record") from None
+            yield record
+
+
 class PriorResults:
     """Which input lines already have a record, and its status (a byte per line: flat memory)."""
 
@@ -94,20 +110,9 @@ class PriorResults:
     @classmethod
     def load(cls, path: Path) -> PriorResults:
         prior = cls()
-        repair_tail(path)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115
-        except FileNotFoundError:
-            return prior
-        with fh:
-            for number, line in enumerate(fh, start=1):
-                try:
-                    record = orjson.loads(line)
-                    row, status = int(record["row"]), Status(record["status"])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    raise UsageError(f"{path}: line {number}: not a batchpatch result record; "
-                                     "cannot resume from it") from None
-                prior.add(row, status)
+        if path.exists():
+            for record in read_records(path):
+                prior.add(record["row"], Status(record["status"]))
         return prior
 
     def add(self, row: int, status: Status) -> None:

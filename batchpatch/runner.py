@@ -23,6 +23,7 @@ from .api import ApiClient, Stats
 from .auth import Auth, ImsAuth, StaticAuth
 from .config import Settings
 from .engine import Engine, Mode
+from .errors import EXIT_ABORTED, EXIT_FAILURES, EXIT_OK
 from .model import FAILURE_STATUSES, Status
 from .policy import Breaker, Pacer
 from .progress import Progress, count_rows
@@ -30,11 +31,10 @@ from .resume import Manifest, PriorResults, RunLock, file_identity
 from .rows import open_input
 from .writer import ResultsWriter
 
-__all__ = ["EXIT_ABORTED", "EXIT_FAILURES", "EXIT_OK", "EXIT_USAGE", "execute"]
+__all__ = ["execute"]
 
 log = logging.getLogger("batchpatch")
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

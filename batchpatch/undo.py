@@ -16,7 +16,7 @@ import orjson
 from .errors import UsageError
 from .model import Status
 from .plan import GUARD_SUFFIX
-from .resume import repair_tail
+from .resume import read_records
 
 __all__ = ["DEFAULT_NULL_TOKEN", "collect_changes", "write_undo"]
 
@@ -28,17 +28,8 @@ def collect_changes(results: Path) -> dict[str, dict[str, list[Any]]]:
     """{pkey: {field: [oldest before, newest after]}} over the applied rows, in input order."""
     if not results.exists():
         raise UsageError(f"{results}: no such results file")
-    repair_tail(results)
-    records: list[dict[str, Any]] = []
-    with open(results, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            try:
-                record = orjson.loads(line)
-                row = int(record["row"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise UsageError(f"{results}: line {number}: not a batchpatch result") from None
-            if record.get("status") in _APPLIED and record.get("changed") and record.get("pkey"):
-                records.append({"row": row, "pkey": record["pkey"], "changed": record["changed"]})
+    records = [r for r in read_records(results)
+               if r["status"] in _APPLIED and r.get("changed") and r.get("pkey")]
     changes: dict[str, dict[str, list[Any]]] = {}
     for record in sorted(records, key=lambda r: r["row"]):
         fields = changes.setdefault(record["pkey"], {})

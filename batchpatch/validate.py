@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Row
-from .plan import GUARD_SUFFIX, CellError, _check_path, _flatten
+from .plan import GUARD_SUFFIX, CellError, check_path, flatten
 from .rows import open_input
 
 __all__ = ["Validation", "validate"]
@@ -106,7 +106,7 @@ def validate(path: str, fmt: str | None = None, key_column: str = "PKey",
 def _check_name(result: Validation, name: str, line: int) -> bool:
     bare = name[: -len(GUARD_SUFFIX)] if name.endswith(GUARD_SUFFIX) else name
     try:
-        _check_path(bare)
+        check_path(bare)
     except CellError as exc:
         result.problem(f"line {line}: {exc}")
         return False
@@ -114,7 +114,7 @@ def _check_name(result: Validation, name: str, line: int) -> bool:
 
 
 def _count_cells(result: Validation, row: Row, null_token: str | None) -> None:
-    values: dict[str, Any] = _flatten(row.values) if row.typed else row.values
+    values: dict[str, Any] = flatten(row.values) if row.typed else row.values
     for name, value in values.items():
         use = result.columns.get(name)
         if use is None:

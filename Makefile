@@ -12,12 +12,15 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,fast]'
+	# the newest aiohttp, as a user installing batchpatch into a fresh environment gets it
+	$(BIN)/python -m pip install --quiet --upgrade aiohttp
 	touch $(STAMP)
 
 demo: install
 	@$(BIN)/python samples/demo.py
 
 test: install
+	@$(BIN)/python -c "import aiohttp; print('aiohttp', aiohttp.__version__)"
 	$(BIN)/python -m pytest -q
 
 bench: install

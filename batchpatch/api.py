@@ -1,90 +1,55 @@
-"""The HTTP client: builds URLs, sends GET/PATCH with the API's headers, and turns every answer
-into a value or a typed error (errors.py). Retries, pacing and auth are applied per attempt here.
+"""The API client: GET, PATCH (and lookups) with the API's headers, through the transport, with
+pacing, auth, retries and redirects decided here; every answer becomes a value or a typed error
+(answers.py, errors.py).
+
+Redirects: never followed to another origin (scheme, host, port), since our credentials and a
+PATCH body would go along; a same-origin redirect is followed for GET only, at most
+MAX_REDIRECTS hops. A redirect not followed fails the row, naming where it pointed.
 """
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
 import logging
-import re
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
 
-import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
+from .answers import (
+    BAD_JSON,
+    api_message,
+    classify,
+    parse_json,
+    parse_retry_after,
+    unwrap,
+    unwrap_list,
+)
 from .auth import Auth
-from .errors import AbortRun, AuthFailed, NotFound, RateLimited, Rejected, TransientError
-from .policy import Pacer, RetryPolicy, Timeouts
+from .counters import Counters
+from .errors import (
+    AuthFailed,
+    RateLimited,
+    Rejected,
+    ServerBusy,
+    TimedOut,
+    TransientError,
+    Unreachable,
+)
+from .pacing import Pacer
+from .policy import RetryPolicy
+from .target import absolute_url, describe_origin, same_origin
+from .transport import Request, Response, Transport
 
-__all__ = ["ApiClient", "Attempts", "Stats", "Target", "classify", "parse_retry_after"]
+__all__ = ["MAX_REDIRECTS", "ApiClient", "Attempts"]
 
 log = logging.getLogger("batchpatch")
 
-DEFAULT_RESOURCE = "profileAndServices/profile"
-
-# 500s from Adobe Campaign whose message says the request itself is wrong (reference/acs-api.md):
-# an unparsable key, an unknown or read-only field, a wrong org. Retrying them only burns quota.
-_REQUEST_IS_WRONG = re.compile(
-    r"unable to parse expression|is not a valid constant|read-only|readonly"
-    r"|property is not valid|is not valid for the|check your uri|invalid (?:pkey|key)",
-    re.IGNORECASE,
-)
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a key's profile lives: `{base}/{org}/campaign/{resource}/{pkey}` or a URL template."""
-
-    template: str  # contains "{pkey}"
-    #: where a row's key is looked up (e.g. by email) when it is not the profile key; has "{key}"
-    lookup_template: str | None = None
-
-    @classmethod
-    def adobe(cls, base_url: str, org: str, resource: str = DEFAULT_RESOURCE,
-              lookup: str | None = None, lookup_param: str | None = None) -> Target:
-        """The ACS URLs; `lookup` names a lookup resource such as `byEmail` (param `email`)."""
-        root = f"{base_url.rstrip('/')}/{quote(org, safe='')}/campaign/{resource.strip('/')}"
-        lookup_template = None
-        if lookup:
-            param = lookup_param or (lookup[2].lower() + lookup[3:] if lookup.startswith("by")
-                                     and len(lookup) > 2 else lookup)
-            lookup_template = f"{root}/{lookup}?{quote(param)}={{key}}"
-        return cls(f"{root}/{{pkey}}", lookup_template)
-
-    #: `scheme://host[:port]/` of the template, for the read-back's fast origin check
-    origin: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.template)
-        object.__setattr__(self, "origin", f"{parts.scheme}://{parts.netloc}/")
-
-    def url_for(self, pkey: str) -> str:
-        return self.template.replace("{pkey}", quote(pkey, safe="@"))
-
-    def lookup_url(self, key: str) -> str:
-        assert self.lookup_template is not None
-        return self.lookup_template.replace("{key}", quote(key, safe="@"))
-
-    def follow(self, href: Any, fallback: str) -> str:
-        """The URL to read back from: the API's href when it is on the target's own origin.
-
-        A href elsewhere would receive our credentials, so the row's own URL is used instead.
-        """
-        if not isinstance(href, str) or not href:
-            return fallback
-        if href.startswith(self.origin):  # the common case, without parsing
-            return href
-        url = urljoin(fallback, href)
-        mine, theirs = urlsplit(fallback), urlsplit(url)
-        if (mine.scheme, mine.netloc) != (theirs.scheme, theirs.netloc):
-            return fallback
-        return url
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_BASE_HEADERS = {"Accept": "application/json", "Cache-Control": "no-cache"}
 
 
 @dataclass(slots=True)
@@ -97,114 +62,51 @@ class Attempts:
     retries: int = 0
 
 
-@dataclass
-class Stats:
-    """Run-wide request counts for the summary."""
-
-    requests: Counter[str] = field(default_factory=Counter)  # "GET 200", "PATCH error"
-    retries: int = 0
-    rate_limited: int = 0
-
-    def by_method(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for key, count in sorted(self.requests.items()):
-            method, status = key.split(" ", 1)
-            out.setdefault(method, {})[status] = count
-        return out
-
-    @property
-    def total(self) -> int:
-        return sum(self.requests.values())
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def api_message(body: bytes) -> str:
-    """The API's own words from an error body (both Adobe envelopes), else the body's start."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        message = data.get("message") or data.get("error_description") or data.get("error")
-        code = data.get("error_code") or data.get("code")
-        if message:
-            return f"{message} ({code})" if code else str(message)
-    text = body[:300].decode("utf-8", "replace").strip()
-    return text or "(empty body)"
-
-
-def classify(status: int, body: bytes, retry_after: str | None = None) -> Exception:
-    """The typed error for a non-2xx answer (401 is handled by the client, through Auth)."""
-    message = f"HTTP {status}: {api_message(body)}"
-    if status == 429:
-        return RateLimited(message, status, parse_retry_after(retry_after))
-    if status == 404:
-        return NotFound(message, status)
-    if status == 403:
-        return AuthFailed(f"the API refused access (403): {api_message(body)}; check the API "
-                          "key, the org id and the integration's product profile", status)
-    if status == 500 and _REQUEST_IS_WRONG.search(message):
-        return Rejected(message, status)
-    if status in _TRANSIENT_STATUS:
-        return TransientError(message, status, parse_retry_after(retry_after))
-    return Rejected(message, status)
-
-
 class ApiClient:
-    """GET and PATCH against the target through one aiohttp session, with retries and pacing."""
+    """GET and PATCH against the target through a transport, with retries and pacing.
+
+    State: `_headers` caches the request headers built for the auth generation in
+    `_headers_generation` (one dict per generation, with and without a body)."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         auth: Auth,
         pacer: Pacer,
         retry: RetryPolicy,
-        timeouts: Timeouts,
-        stats: Stats | None = None,
+        counters: Counters,
+        timeout: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._session = session
+        self._sleep = sleep
+        self._transport = transport
         self._auth = auth
         self._pacer = pacer
         self._retry = retry
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.request, sock_connect=timeouts.connect
-        )
+        self._timeout = timeout
         self._backoff = wait_exponential_jitter(
-            multiplier=retry.initial_backoff, max=retry.max_backoff, jitter=retry.initial_backoff
-        )
-        self.stats = stats or Stats()
+            multiplier=retry.initial_backoff, max=retry.max_backoff, jitter=retry.initial_backoff)
+        self._counters = counters
+        self._headers: tuple[dict[str, str], dict[str, str]] | None = None
+        self._headers_generation = -1
 
     async def get(self, url: str, attempts: Attempts) -> dict[str, Any]:
         """The profile at `url`, bare or wrapped in {"content": [...]}."""
-        return unwrap(await self._call("GET", url, None, attempts))
+        data, status = await self._call("GET", url, None, attempts)
+        return unwrap(data, status)
 
     async def get_list(self, url: str, attempts: Attempts) -> list[dict[str, Any]]:
         """The records a lookup (e.g. byEmail) answers, from {"content": [...]} or a list."""
-        data = await self._call("GET", url, None, attempts)
-        items = data.get("content", []) if isinstance(data, dict) else data
-        return [item for item in items if isinstance(item, dict)]
+        data, status = await self._call("GET", url, None, attempts)
+        return unwrap_list(data, status)
 
     async def patch(self, url: str, body: dict[str, Any], attempts: Attempts) -> dict[str, Any]:
         """Send a partial update; the answer ({"PKey","href"} or the resource), {} when empty."""
-        data = await self._call("PATCH", url, orjson.dumps(body), attempts)
+        data, _ = await self._call("PATCH", url, orjson.dumps(body), attempts)
         return data if isinstance(data, dict) else {}  # 204 No Content, or a bare value
 
-    async def _call(self, method: str, url: str, body: bytes | None, attempts: Attempts) -> Any:
+    async def _call(self, method: str, url: str, body: bytes | None,
+                    attempts: Attempts) -> tuple[Any, int]:
         # The first attempt runs bare: building tenacity's machinery for every request costs
         # more than the request itself on a fast API. Only a transient failure enters the retry
         # loop, whose attempt 1 replays that failure, so numbering, stop and wait stay exact.
@@ -217,27 +119,22 @@ class ApiClient:
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),
             reraise=True,
+            sleep=self._sleep,
         )
         async for attempt in retrying:
             with attempt:
                 if first is not None:
                     failure, first = first, None
                     raise failure
-                self.stats.retries += 1
+                self._counters.retries += 1
                 attempts.retries += 1
                 return await self._attempt(method, url, body, attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _stop(self, state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
-        limit = self._retry.retries
-        if (
-            isinstance(exc, TransientError)
-            and exc.http_status == 500
-            and not isinstance(exc, RateLimited)
-        ):
-            limit = min(limit, self._retry.server_error_retries)
-        return state.attempt_number > limit
+        status = exc.http_status if isinstance(exc, TransientError) else None
+        return state.attempt_number > self._retry.limit_for(status)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -245,36 +142,47 @@ class ApiClient:
             return min(exc.retry_after, self._retry.max_retry_after)
         return self._backoff(state)
 
-    async def _attempt(self, method: str, url: str, body: bytes | None, attempts: Attempts) -> Any:
+    async def _request_headers(self, with_body: bool) -> dict[str, str]:
+        auth_headers = await self._auth.headers()
+        if self._headers is None or self._headers_generation != self._auth.generation:
+            plain = {**auth_headers, **_BASE_HEADERS}
+            self._headers = (plain, {**plain, "Content-Type": "application/json"})
+            self._headers_generation = self._auth.generation
+        return self._headers[with_body]
+
+    async def _attempt(self, method: str, url: str, body: bytes | None,
+                       attempts: Attempts) -> tuple[Any, int]:
         refreshed = False
+        hops = 0
         while True:
             await self._pacer.wait_turn()
             generation = self._auth.generation
-            headers = {
-                **(await self._auth.headers()),
-                "Accept": "application/json",
-                "Cache-Control": "no-cache",
-            }
-            if body is not None:
-                headers["Content-Type"] = "application/json"
+            headers = await self._request_headers(body is not None)
             attempts.count += 1
-            status, data, raw, retry_after = await self._send(method, url, body, headers)
+            answer = await self._send(Request(method, url, headers, body, self._timeout))
+            status = answer.status
             attempts.http_status = status
+            retry_after = answer.headers.get("Retry-After")
             self._pacer.on_answer(status == 429, parse_retry_after(retry_after))
             if status == 401 and not refreshed:
-                await self._auth.unauthorized(generation, api_message(raw))
+                await self._auth.unauthorized(generation, _said(answer))
                 refreshed = True
                 continue
             if status == 401:
                 raise AuthFailed(f"the API answered 401 again after a new token: "
-                                 f"{api_message(raw)}", 401)
+                                 f"{_said(answer)}", 401)
             if 200 <= status < 300:
-                if data is _BAD_JSON:
-                    raise TransientError(f"HTTP {status} with a body that is not JSON", status)
-                return data
-            error = classify(status, raw, retry_after)
+                data = parse_json(answer.body)
+                if data is BAD_JSON:
+                    raise ServerBusy(f"HTTP {status} with a body that is not JSON", status)
+                return data, status
+            if status in _REDIRECTS:
+                url = self._redirect(method, url, answer, hops)
+                hops += 1
+                continue
+            error = classify(status, answer.body, retry_after)
             if isinstance(error, RateLimited):
-                self.stats.rate_limited += 1
+                self._counters.rate_limited += 1
                 attempts.rate_limited += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s attempt %d: %s", method, url, attempts.count, error,
@@ -282,52 +190,44 @@ class ApiClient:
                                  "http_status": status})
             raise error
 
-    async def _send(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, Any, bytes, str | None]:
+    def _redirect(self, method: str, url: str, answer: Response, hops: int) -> str:
+        """Where a redirect may be followed to, or Rejected saying why it is not."""
+        status = answer.status
+        location = answer.headers.get("Location")
+        target = absolute_url(location, url)
+        if target is None:
+            raise Rejected(f"HTTP {status}: a redirect with no usable Location "
+                           f"({location!r}); not followed", status)
+        if not same_origin(target, url):
+            raise Rejected(f"HTTP {status}: redirected to another origin "
+                           f"({describe_origin(target)}); not followed: our "
+                           "credentials stay with the target", status)
+        if method != "GET":
+            raise Rejected(f"HTTP {status}: the API redirected a {method} (to "
+                           f"{describe_origin(target)}); not followed: only GETs "
+                           "follow redirects", status)
+        if hops >= MAX_REDIRECTS:
+            raise Rejected(f"HTTP {status}: more than {MAX_REDIRECTS} redirects (a loop?); "
+                           "not followed", status)
+        return target
+
+    async def _send(self, request: Request) -> Response:
         try:
-            async with self._session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            self.stats.requests[f"{method} timeout"] += 1
+            answer = await self._transport.send(request)
+        except TimedOut:
+            self._counters.request(request.method, "timeout")
             self._pacer.on_answer(False, None)
-            raise TransientError(f"{method} timed out", None) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            self.stats.requests[f"{method} error"] += 1
+            raise
+        except Unreachable:
+            self._counters.request(request.method, "error")
             self._pacer.on_answer(False, None)
-            raise TransientError(f"{method} failed: {type(exc).__name__}: {exc}", None) from None
-        except aiohttp.InvalidURL as exc:
-            raise AbortRun(f"invalid URL: {exc}") from None
-        self.stats.requests[f"{method} {status}"] += 1
-        data: Any = None
-        if 200 <= status < 300:
-            data = _loads(raw) if raw.strip() else None
-        return status, data, raw, retry_after
+            raise
+        except Exception:
+            self._counters.request(request.method, "error")
+            raise
+        self._counters.request(request.method, str(answer.status))
+        return answer
 
 
-_BAD_JSON: Any = object()
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _BAD_JSON
-
-
-def unwrap(data: Any) -> dict[str, Any]:
-    """A profile from a GET answer: the object itself, or the single item of {"content": [...]}."""
-    if isinstance(data, dict) and isinstance(data.get("content"), list):
-        items = data["content"]
-        if not items:
-            raise NotFound("HTTP 200 with an empty content list", 200)
-        if isinstance(items[0], dict):
-            return items[0]
-    if isinstance(data, dict):
-        return data
-    raise TransientError("HTTP 200 with a body that is not a JSON object", 200)
-
+def _said(answer: Response) -> str:
+    return api_message(answer.body)

@@ -1,9 +1,11 @@
-"""Settings for a run, from flags, the environment, a TOML file and defaults (in that order).
+"""Settings from flags, the environment, a TOML file and defaults, in that order of precedence,
+for every command through the same path (options.py declares the options).
 
-Every run option has one name (`key_column`); the flag is `--key-column`, the environment
-variable `BATCHPATCH_KEY_COLUMN`, the TOML key `key_column` (or `key-column`), the Python API
-keyword `key_column`. A TOML file may hold `[profiles.NAME]` tables chosen with `--profile NAME`.
-Secrets are wrapped in Secret as soon as they are read, so no repr or message can show them.
+Every option has one name (`key_column`); the flag is `--key-column`, the environment variable
+`BATCHPATCH_KEY_COLUMN`, the TOML key `key_column` (or `key-column`), the Python API keyword
+`key_column`. A TOML file may hold `[profiles.NAME]` tables chosen with `--profile NAME`, and
+its settings either at the top or in a `[run]` table. Secrets are wrapped in Secret as soon as
+they are read, so no repr or message can show them.
 """
 
 from __future__ import annotations
@@ -11,162 +13,34 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from .api import DEFAULT_RESOURCE, Target
-from .auth import DEFAULT_IMS_URL, DEFAULT_SCOPES
 from .errors import UsageError
-from .policy import RatePolicy, RetryPolicy, Timeouts
-from .rows import detect_format
-from .secret import Secret
+from .options import BY_NAME, options_for
+from .policy import BreakerPolicy, RatePolicy, RetryPolicy, Timeouts
+from .settings import (
+    Credentials,
+    InputSpec,
+    Network,
+    Outputs,
+    Pacing,
+    Reporting,
+    RunMode,
+    Settings,
+    TargetSpec,
+)
 
-__all__ = ["SECRET_OPTIONS", "Settings", "load_settings"]
+__all__ = ["check_url", "load_settings", "load_values", "output_paths"]
 
-SECRET_OPTIONS = frozenset({"token", "api_key", "client_secret"})
-ENV_PREFIX = "BATCHPATCH_"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run needs, validated; built once and handed to the engine."""
-
-    input: str
-    format: str | None = None
-    key_column: str = "PKey"
-    delimiter: str = ","
-    # target
-    base_url: str | None = None
-    org: str | None = None
-    resource: str = DEFAULT_RESOURCE
-    url_template: str | None = None
-    lookup: str | None = None
-    lookup_param: str | None = None
-    lookup_url: str | None = None
-    # auth
-    token: Secret | None = None
-    api_key: Secret | None = None
-    client_id: str | None = None
-    client_secret: Secret | None = None
-    client_secret_file: str | None = None
-    ims_url: str = DEFAULT_IMS_URL
-    scopes: str = DEFAULT_SCOPES
-    # pace
-    concurrency: int = 8
-    rate: float = 10.0
-    retries: int = 5
-    timeout: float = 30.0
-    adaptive_rate: bool = True
-    max_error_rate: float = 0.5
-    error_window: int = 50
-    grace: float = 30.0
-    # output
-    results: str | None = None
-    failures: str | None = None
-    summary: str | None = None
-    # semantics and modes
-    null_token: str | None = None
-    dry_run: bool = False
-    no_verify: bool = False
-    resume: bool = False
-    quiet: bool = False
-    limit: int | None = None
-    canary: int | None = None
-    log_format: str = "text"
-    log_level: str = "info"
-    log_rows: bool = False
-    progress: str = "auto"  # auto: a bar on a terminal, log lines otherwise; off: nothing
-    progress_every: float = 60.0
-    # not options: filled in by load_settings
-    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def input_format(self) -> str:
-        return detect_format(self.input, self.format)
-
-    @property
-    def target(self) -> Target:
-        if self.url_template:
-            return Target(self.url_template, self.lookup_url)
-        assert self.base_url and self.org
-        target = Target.adobe(self.base_url, self.org, self.resource, self.lookup,
-                              self.lookup_param)
-        return Target(target.template, self.lookup_url or target.lookup_template)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(retries=self.retries, server_error_retries=min(2, self.retries))
-
-    @property
-    def rate_policy(self) -> RatePolicy:
-        return RatePolicy(rate=self.rate, adaptive=self.adaptive_rate)
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return Timeouts(request=self.timeout, connect=min(10.0, self.timeout))
-
-    def output_paths(self) -> tuple[Path, Path, Path]:
-        """results, failures, summary: as given, else beside the input (`name.results.jsonl`)."""
-        if self.input == "-":
-            stem = Path("stdin")
-        else:
-            path = Path(self.input)
-            name = path.name[:-3] if path.name.endswith(".gz") else path.name
-            stem = path.with_name(Path(name).stem)
-        ext = self.input_format
-        def beside(given: str | None, suffix: str) -> Path:
-            return Path(given) if given else stem.with_name(f"{stem.name}.{suffix}")
-
-        return (beside(self.results, "results.jsonl"), beside(self.failures, f"failures.{ext}"),
-                beside(self.summary, "summary.json"))
-
-    def shown(self) -> dict[str, Any]:
-        """The settings as a plain dict, secrets masked (for --print-config and the manifest)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "sources":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, Secret):
-                value = "***"
-            out[f.name] = value
-        return out
+_RANK = {"default": 0, "file": 1, "env": 2, "flag": 3}
 
 
-_OPTION_FIELDS = {f.name: f for f in fields(Settings) if f.name != "sources"}
-
-
-def _convert(name: str, value: Any, origin: str) -> Any:
-    """A raw value (string from env, TOML value) as the option's type."""
-    kind = _OPTION_FIELDS[name].type
-    if value is None:
-        return None
-    try:
-        if "bool" in kind:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off", ""}:
-                return False
-            raise ValueError(value)
-        if kind.startswith("int"):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if kind.startswith("float"):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if "Secret" in kind:
-            return value if isinstance(value, Secret) else Secret(str(value))
-        return str(value)
-    except (TypeError, ValueError):
-        shown = "***" if name in SECRET_OPTIONS else repr(value)
-        kind_name = kind.split(" ")[0]
-        raise UsageError(f"{origin}: {name} = {shown} is not a valid {kind_name}") from None
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a table ([...]), not {type(value).__name__}")
+    return value
 
 
 def _read_toml(path: str, profile: str | None) -> dict[str, Any]:
@@ -175,22 +49,82 @@ def _read_toml(path: str, profile: str | None) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such config file") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read config: {exc}") from None
-    profiles = data.pop("profiles", {})
-    table = dict(data.get("run", data))
-    table.pop("run", None)
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read config: {exc.strerror}") from None
+    profiles = _table(data.pop("profiles", {}), f"{path}: profiles")
+    table = dict(_table(data.pop("run"), f"{path}: run")) if "run" in data else {}
+    table = {**data, **table}
     if profile:
         if profile not in profiles:
-            raise UsageError(f"{path}: no [profiles.{profile}] table (have: {', '.join(profiles)})")
-        table.update(profiles[profile])
+            have = ", ".join(profiles) or "none"
+            raise UsageError(f"{path}: no [profiles.{profile}] table (have: {have})")
+        table.update(_table(profiles[profile], f"{path}: profiles.{profile}"))
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in _OPTION_FIELDS or name == "input":
+        if name not in BY_NAME:
             raise UsageError(f"{path}: unknown setting {key!r}")
         out[name] = value
     return out
+
+
+def load_values(
+    command: str,
+    options: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config: str | None = None,
+    profile: str | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each option of `command` as (value, source), merged by precedence: flags > environment >
+    file > defaults. `options` holds the flags (None: not given)."""
+    env = os.environ if env is None else env
+    if profile and not config:
+        raise UsageError("--profile needs --config (the file that holds [profiles.NAME])")
+    wanted = {option.name: option for option in options_for(command)}
+    values: dict[str, Any] = {name: option.default for name, option in wanted.items()}
+    sources = dict.fromkeys(wanted, "default")
+    layers: list[tuple[str, dict[str, tuple[Any, str]]]] = []
+    if config:
+        layers.append(("file", {name: (value, f"{config}: {name}") for name, value in
+                                _read_toml(config, profile).items() if name in wanted}))
+    layers.append(("env", {name: (raw, option.env_name) for name, option in wanted.items()
+                           if (raw := env.get(option.env_name)) not in (None, "")}))
+    flags: dict[str, tuple[Any, str]] = {}
+    for name, value in options.items():
+        option = wanted.get(name)
+        if option is None:
+            raise UsageError(f"unknown option {name!r} for {command}")
+        if value is not None:
+            flags[name] = (value, option.flag_name or name)
+    layers.append(("flag", flags))
+    for source, layer in layers:
+        for name, (raw, where) in layer.items():
+            values[name] = wanted[name].convert(raw, where)
+            sources[name] = source
+    return values, sources
+
+
+def output_paths(values: Mapping[str, Any], input_path: str, input_format: str) -> Outputs:
+    """results, failures, summary: as given, else beside the input (`name.results.jsonl`)."""
+    if input_path == "-":
+        stem = Path("stdin")
+    else:
+        path = Path(input_path)
+        name = path.name[:-3] if path.name.endswith(".gz") else path.name
+        stem = path.with_name(Path(name).stem)
+
+    def beside(given: str | None, suffix: str) -> Path:
+        return Path(given) if given else stem.with_name(f"{stem.name}.{suffix}")
+
+    return Outputs(beside(values.get("results"), "results.jsonl"),
+                   beside(values.get("failures"), f"failures.{input_format}"),
+                   beside(values.get("summary"), "summary.json"))
 
 
 def load_settings(
@@ -199,87 +133,122 @@ def load_settings(
     config: str | None = None,
     profile: str | None = None,
 ) -> Settings:
-    """Merge flags (options), environment, config file and defaults; validate; return Settings."""
-    env = os.environ if env is None else env
-    merged: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    if config:
-        for name, value in _read_toml(config, profile).items():
-            merged[name] = _convert(name, value, config)
-            sources[name] = "file"
-    for name in _OPTION_FIELDS:
-        raw = env.get(ENV_PREFIX + name.upper())
-        if raw is not None and raw != "":
-            merged[name] = _convert(name, raw, ENV_PREFIX + name.upper())
-            sources[name] = "env"
-    for name, value in options.items():
-        if name not in _OPTION_FIELDS:
-            raise UsageError(f"unknown option {name!r}")
-        if value is not None:
-            merged[name] = _convert(name, value, "--" + name.replace("_", "-"))
-            sources[name] = "flag"
-    if "input" not in merged:
+    """The settings of `batchpatch run`: merged, validated, grouped."""
+    from .rows import detect_format
+
+    options = dict(options)
+    input_path = options.pop("input", None)
+    if input_path is None:
         raise UsageError("no input file given")
-    settings = Settings(**merged, sources=sources)
-    _validate(settings)
+    values, sources = load_values("run", options, env, config, profile)
+    _resolve_client_secret(values, sources)
+    input_format = detect_format(str(input_path), values["format"])
+    settings = Settings(
+        input=InputSpec(str(input_path), values["format"], values["key_column"],
+                        values["delimiter"], values["null_token"]),
+        target_spec=_target(values),
+        credentials=Credentials(values["token"], values["api_key"], values["client_id"],
+                                values["client_secret"], values["ims_url"], values["scopes"]),
+        network=Network(max_body=values["max_body"],
+                        request_timeout=values["timeout"],
+                        connect_timeout=Timeouts(values["timeout"]).connect,
+                        pool_size=values["concurrency"] + 4),
+        pacing=Pacing(
+            concurrency=values["concurrency"],
+            rate=RatePolicy(values["rate"], values["adaptive_rate"]),
+            retry=RetryPolicy(retries=values["retries"]),
+            timeouts=Timeouts(values["timeout"]),
+            breaker=BreakerPolicy(values["max_error_rate"], values["error_window"]),
+            grace=values["grace"]),
+        outputs=output_paths(values, str(input_path), input_format),
+        mode=RunMode(values["dry_run"], values["no_verify"], values["resume"], values["limit"],
+                     values["canary"]),
+        reporting=Reporting(values["quiet"], values["log_format"], values["log_level"],
+                            values["log_rows"], values["progress"], values["progress_every"]),
+        values={"input": str(input_path), **values},
+        sources={"input": "flag", **{k: v for k, v in sources.items() if v != "default"}},
+    )
+    _check(settings)
     return settings
 
 
-def _validate(s: Settings) -> None:
-    if s.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
-    if s.rate < 0:
-        raise UsageError("--rate must be 0 (unlimited) or more")
-    if s.retries < 0:
-        raise UsageError("--retries must be 0 or more")
-    if s.timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if s.limit is not None and s.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if s.canary is not None and s.canary < 1:
-        raise UsageError("--canary must be at least 1")
-    if s.log_format not in ("text", "json"):
-        raise UsageError("--log-format must be text or json")
-    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise UsageError("--log-level must be debug, info, warning or error")
-    if s.progress not in ("auto", "bar", "log", "off"):
-        raise UsageError("--progress must be auto, bar, log or off")
-    if s.progress_every <= 0:
-        raise UsageError("--progress-every must be more than 0 seconds")
-    if not 0 < s.max_error_rate <= 1:
-        raise UsageError("--max-error-rate must be within (0, 1]")
-    s.input_format  # noqa: B018 - raises UsageError for an unknown format
-    if s.url_template:
-        if s.base_url or s.org:
+def _resolve_client_secret(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The client secret from whichever of --client-secret and --client-secret-file was given
+    with the higher precedence (flags > environment > file)."""
+    path = values.get("client_secret_file")
+    if not path:
+        return
+    direct, from_file = _RANK[sources["client_secret"]], _RANK[sources["client_secret_file"]]
+    if values.get("client_secret") and direct == from_file:
+        raise UsageError("give --client-secret or --client-secret-file, not both")
+    if values.get("client_secret") and direct > from_file:
+        return
+    try:
+        raw = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a client secret file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the client secret: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: the client secret file is not UTF-8 text") from None
+    values["client_secret"] = BY_NAME["client_secret"].convert(text, path)
+    if not values["client_secret"]:
+        raise UsageError(f"{path}: the client secret file is empty")
+    sources["client_secret"] = sources["client_secret_file"]
+
+
+def _target(values: dict[str, Any]) -> TargetSpec:
+    return TargetSpec(values["base_url"], values["org"], values["resource"],
+                      values["url_template"], values["lookup"], values["lookup_param"],
+                      values["lookup_url"])
+
+
+def check_url(url: str, flag: str, placeholder: str | None = None) -> None:
+    """A URL we can send to: http(s), a host, a valid port; the placeholder where it belongs."""
+    sample = url.replace(placeholder, "x") if placeholder else url
+    try:
+        parts = urlsplit(sample)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError(f"{flag} must start with http:// or https:// (got {url!r})")
+    if not parts.hostname:
+        raise UsageError(f"{flag}: {url!r} names no host")
+    if port == 0:
+        raise UsageError(f"{flag}: {url!r}: port 0 is not a port")
+    if placeholder and placeholder in (parts.scheme + parts.netloc):
+        raise UsageError(f"{flag}: {placeholder} must be in the path or query, not the host")
+
+
+def _check(s: Settings) -> None:
+    t, c = s.target_spec, s.credentials
+    if t.url_template:
+        if t.base_url or t.org:
             raise UsageError("give either --url-template or --base-url/--org, not both")
-        if "{pkey}" not in s.url_template:
+        if "{pkey}" not in t.url_template:
             raise UsageError("--url-template must contain {pkey}")
-        _check_url(s.url_template, "--url-template")
-    elif s.base_url and s.org:
-        _check_url(s.base_url, "--base-url")
+        check_url(t.url_template, "--url-template", "{pkey}")
+    elif t.base_url and t.org:
+        check_url(t.base_url, "--base-url")
     else:
         raise UsageError("no target: give --base-url and --org (Adobe), or --url-template")
-    if s.lookup_url and "{key}" not in s.lookup_url:
-        raise UsageError("--lookup-url must contain {key}")
-    if s.lookup and s.url_template and not s.lookup_url:
+    if t.lookup_url:
+        if "{key}" not in t.lookup_url:
+            raise UsageError("--lookup-url must contain {key}")
+        check_url(t.lookup_url, "--lookup-url", "{key}")
+    if t.lookup and t.url_template and not t.lookup_url:
         raise UsageError("--lookup works with --base-url/--org; with --url-template give "
                          "--lookup-url 'https://host/path?email={key}'")
-    if s.client_secret_file and not s.client_secret:
-        try:
-            secret = Path(s.client_secret_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"{s.client_secret_file}: cannot read the client secret: "
-                             f"{exc.strerror}") from None
-        object.__setattr__(s, "client_secret", Secret(secret))
-    if s.client_id and not s.client_secret:
+    if c.client_id or c.client_secret:
+        check_url(c.ims_url, "--ims-url")
+    if c.client_id and not c.client_secret:
         raise UsageError("--client-id needs --client-secret, --client-secret-file or "
                          "BATCHPATCH_CLIENT_SECRET")
-    if s.client_secret and not s.client_id:
+    if c.client_secret and not c.client_id:
         raise UsageError("a client secret needs --client-id")
-    if s.resume and s.input == "-":
+    if s.mode.resume and s.input.path == "-":
         raise UsageError("--resume needs an input file, not standard input")
 
-
-def _check_url(url: str, flag: str) -> None:
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{flag} must start with http:// or https:// (got {url!r})")

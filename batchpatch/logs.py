@@ -1,8 +1,8 @@
 """Logging set-up: plain text, or one JSON object a line for log pipelines.
 
 JSON lines carry `run_id` and, where they apply, `row`, `pkey`, `status`, `attempt`,
-`http_status`, `event`. Nothing here ever receives a secret: messages are built from values
-that never hold one (see secret.py).
+`http_status`, `event`. Every line passes secret.RedactingFilter: no secret of the run is
+written, whatever an API or an exception said.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 import time
 
 import orjson
+
+from .secret import RedactingFilter
 
 __all__ = ["setup_logging"]
 
@@ -48,6 +50,7 @@ def setup_logging(level: str = "info", fmt: str = "text", run_id: str = "") -> N
         handler.setFormatter(JsonFormatter(run_id))
     else:
         handler.setFormatter(logging.Formatter("batchpatch: %(message)s"))
+    handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAILURE_STATUSES", "Outcome", "Row", "Status"]
+__all__ = ["FAILURE_STATUSES", "WRITE_STATUSES", "Outcome", "Row", "Status"]
 
 
 class Status(enum.StrEnum):
@@ -37,6 +37,8 @@ class Status(enum.StrEnum):
 FAILURE_STATUSES = frozenset(
     {Status.NOT_FOUND, Status.INVALID, Status.FAILED, Status.VERIFY_MISMATCH, Status.CONFLICT}
 )
+#: statuses of rows whose write reached the API
+WRITE_STATUSES = frozenset({Status.UPDATED, Status.VERIFY_MISMATCH})
 
 
 @dataclass(slots=True)
@@ -55,9 +57,10 @@ class Row:
     problem: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """The result of one row: what is written as its record in the results file."""
+    """The result of one row, built once when the row is decided; `record()` is its line in
+    the results file."""
 
     row: int
     pkey: str | None
@@ -74,6 +77,8 @@ class Outcome:
     finished_at: float = 0.0
     #: extra detail for mismatches and conflicts: {field: [wanted, found]}
     mismatch: dict[str, list[Any]] | None = None
+    #: a failure that was not the row's own (transient errors that exhausted their retries)
+    retryable: bool = False
     raw: bytes = field(default=b"", repr=False)
 
     def record(self) -> dict[str, Any]:

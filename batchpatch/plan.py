@@ -2,13 +2,17 @@
 
 No I/O here. Rules (see README, "Cell semantics"):
 - A column is a field; `a.b` is field `b` inside object `a`. A JSONL nested object is read as
-  its leaf paths, so `{"location": {"city": "X"}}` means `location.city`.
-- CSV cells are strings typed by what the profile holds: int, float, bool
-  (true/false, 1/0, yes/no), object/list (JSON text); a string stays a string, `"0033"` included.
-  JSONL values keep their JSON types.
+  its leaf paths, so `{"location": {"city": "X"}}` means `location.city`; `field@replace` sets
+  the field to its value whole (a nested object is not merged leaf by leaf).
+- CSV cells are strings typed by what the profile holds (coerce.py): int, float, bool
+  (true/false, 1/0, yes/no), object/list (JSON text); a string stays a string, `"0033"`
+  included. JSONL values keep their JSON types.
 - An empty CSV cell leaves the field as it is; the null token (if set) means null. In JSONL an
   absent key leaves the field, `null` sets null.
-- A column `field@expected` is a guard: the profile must hold that value, else `Conflict`.
+- A column `field@expected` is a guard: the profile must hold that value, else `Conflict`. A
+  guard on a field the row also sets is met as well when the field already holds the row's
+  value (so a row that already landed, resumed or undone twice, is `unchanged`, not a conflict).
+- Two columns for one field (`location` and `location.city`) make the row invalid.
 - The PATCH carries only the fields that differ; a nested field is sent as its whole parent
   object merged with what GET returned, so servers that replace nested objects keep siblings.
 """
@@ -21,39 +25,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from . import coerce
+from .errors import CellError, Conflict
 
 __all__ = [
     "GUARD_SUFFIX",
+    "REPLACE_SUFFIX",
     "CellError",
     "Conflict",
     "Plan",
     "check_path",
     "check_readback",
+    "collisions",
     "flatten",
     "get_path",
     "plan_patch",
     "same",
+    "shown",
     "wanted_values",
 ]
 
 GUARD_SUFFIX = "@expected"
+REPLACE_SUFFIX = "@replace"
 MISSING: Any = object()
-_TRUE = frozenset({"true", "1", "yes", "y", "t"})
-_FALSE = frozenset({"false", "0", "no", "n", "f"})
-
-
-class CellError(ValueError):
-    """A cell cannot be read as the field's type: the row is `invalid`."""
-
-
-class Conflict(Exception):
-    """The profile does not hold a value a `field@expected` guard requires."""
-
-    def __init__(self, mismatch: dict[str, list[Any]]) -> None:
-        fields = ", ".join(f"{k}: expected {v[0]!r}, found {v[1]!r}" for k, v in mismatch.items())
-        super().__init__(f"guard failed: {fields}")
-        self.mismatch = mismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +73,8 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b or (math.isnan(a) and math.isnan(b))
+        return a == b or (isinstance(a, float) and isinstance(b, float)
+                          and math.isnan(a) and math.isnan(b))
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
@@ -87,15 +82,24 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _is_whole(name: str) -> bool:
+    return name.endswith((GUARD_SUFFIX, REPLACE_SUFFIX))
+
+
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """JSONL values as leaf paths: {"location": {"city": "X"}} -> {"location.city": "X"}."""
+    """JSONL values as leaf paths: {"location": {"city": "X"}} -> {"location.city": "X"}.
+    A path given twice (`{"a": {"b": 1}, "a.b": 2}`) is a CellError."""
     flat: dict[str, Any] = {}
     for name, value in values.items():
         path = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value and not name.endswith(GUARD_SUFFIX):
-            flat.update(flatten(value, path + "."))
+        if isinstance(value, Mapping) and value and not _is_whole(name):
+            leaves = flatten(value, path + ".")
         else:
-            flat[path] = value
+            leaves = {path: value}
+        for leaf, leaf_value in leaves.items():
+            if leaf in flat:
+                raise CellError(f"field {leaf!r} is given twice")
+            flat[leaf] = leaf_value
     return flat
 
 
@@ -105,44 +109,56 @@ def check_path(path: str) -> None:
         raise CellError(f"bad field name {path!r}")
 
 
-def coerce(cell: str, current: Any, path: str) -> Any:
+def collisions(paths: list[str]) -> list[tuple[str, str]]:
+    """Pairs of paths where one is inside the other (`location`, `location.city`)."""
+    found = []
+    ordered = sorted(paths)
+    for i, path in enumerate(ordered):
+        for other in ordered[i + 1:]:
+            if not other.startswith(path):
+                break
+            if other.startswith(path + "."):
+                found.append((path, other))
+    return found
+
+
+def _field_of(column: str) -> tuple[str, str]:
+    """(field path, role) for a column: role is "set", "guard" or "replace"."""
+    if column.endswith(GUARD_SUFFIX):
+        return column[: -len(GUARD_SUFFIX)], "guard"
+    if column.endswith(REPLACE_SUFFIX):
+        return column[: -len(REPLACE_SUFFIX)], "replace"
+    return column, "set"
+
+
+def coerce_cell(cell: str, current: Any, path: str) -> Any:
     """A CSV cell as the type the profile holds at `path` (a string when it holds nothing)."""
     if current is MISSING or current is None or isinstance(current, str):
         return cell
-    text = cell.strip()
     if isinstance(current, bool):
-        low = text.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise CellError(f"field {path!r}: {cell!r} is not a boolean (true/false, 1/0, yes/no)")
+        return coerce.to_bool(cell, path)
     if isinstance(current, int):
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                number = math.nan
-            if number.is_integer():
-                return int(number)
-            raise CellError(f"field {path!r}: {cell!r} is not an integer") from None
+        return coerce.to_int(cell, path)
     if isinstance(current, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise CellError(f"field {path!r}: {cell!r} is not a number") from None
+        return coerce.to_float(cell, path)
     if isinstance(current, dict | list):
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = MISSING
-        if type(value) is not type(current):
-            kind = "object" if isinstance(current, dict) else "list"
-            raise CellError(f"field {path!r}: {cell!r} is not a JSON {kind}")
-        return value
+        return coerce.to_json(cell.strip(), path, type(current))
     return cell
+
+
+def check_value(value: Any, path: str) -> Any:
+    """A typed (JSONL) value as it can be sent: integers within 64 bits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return coerce.check_int(value, path)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CellError(f"field {path!r}: {value!r} is not a number that can be sent")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_value(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for v in value:
+            check_value(v, path)
+    return value
 
 
 def wanted_values(
@@ -154,20 +170,30 @@ def wanted_values(
     """The row's wanted values and guards, typed, as ({path: value}, {path: expected})."""
     wanted: dict[str, Any] = {}
     guards: dict[str, Any] = {}
-    for path, value in (flatten(values) if typed else values).items():
-        target = wanted
-        if path.endswith(GUARD_SUFFIX):
-            path = path[: -len(GUARD_SUFFIX)]
-            target = guards
+    for column, value in (flatten(values) if typed else values).items():
+        path, role = _field_of(column)
         check_path(path)
         if not typed:
             if value == "":
                 continue
             if null_token is not None and value == null_token:
                 value = None
+            elif role == "replace":
+                value = coerce.to_json(value.strip(), path)
             else:
-                value = coerce(value, get_path(profile, path), path)
+                value = coerce_cell(value, get_path(profile, path), path)
+        else:
+            value = check_value(value, path)
+        target = guards if role == "guard" else wanted
+        if path in target:
+            raise CellError(f"field {path!r} is given twice ({column!r})")
         target[path] = value
+    for group in (wanted, guards):
+        if len(group) > 1 and any("." in p for p in group):
+            pairs = collisions(list(group))
+            if pairs:
+                a, b = pairs[0]
+                raise CellError(f"columns {a!r} and {b!r} both set {a!r}; keep one")
     return wanted, guards
 
 
@@ -179,17 +205,20 @@ def plan_patch(
 ) -> Plan:
     """What to PATCH so that `profile` holds the row's values; raises CellError or Conflict."""
     wanted, guards = wanted_values(profile, values, typed, null_token)
-    conflicts = {
-        path: [expected, _shown(get_path(profile, path))]
-        for path, expected in guards.items()
-        if not same(expected, _shown(get_path(profile, path)))
-    }
+    conflicts = {}
+    for path, expected in guards.items():
+        current = shown(get_path(profile, path))
+        if same(expected, current):
+            continue
+        if path in wanted and same(wanted[path], current):
+            continue  # already holds what the row sets: nothing to protect
+        conflicts[path] = [expected, current]
     if conflicts:
         raise Conflict(conflicts)
     changed: dict[str, list[Any]] = {}
     body: dict[str, Any] = {}
     for path, value in wanted.items():
-        before = _shown(get_path(profile, path))  # an absent field reads as null
+        before = shown(get_path(profile, path))  # an absent field reads as null
         if same(before, value):
             continue
         changed[path] = [before, value]
@@ -197,7 +226,8 @@ def plan_patch(
     return Plan(body=body, changed=changed, sent={p: wanted[p] for p in changed})
 
 
-def _shown(value: Any) -> Any:
+def shown(value: Any) -> Any:
+    """A value read with get_path as the API shows it: an absent field reads as null."""
     return None if value is MISSING else value
 
 
@@ -220,7 +250,7 @@ def _set_merged(body: dict[str, Any], profile: Mapping[str, Any], path: str, val
 def check_readback(plan: Plan, profile: Mapping[str, Any]) -> dict[str, list[Any]]:
     """{field: [sent, found]} for every patched field the read-back does not hold; {} if all do."""
     return {
-        path: [sent, _shown(get_path(profile, path))]
+        path: [sent, shown(get_path(profile, path))]
         for path, sent in plan.sent.items()
-        if not same(sent, _shown(get_path(profile, path)))
+        if not same(sent, shown(get_path(profile, path)))
     }

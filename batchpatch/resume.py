@@ -1,14 +1,19 @@
-"""What lets a run be resumed safely: the lock, the manifest, and the prior results.
+"""What lets a run be resumed safely: the lock, the manifest, the prior results, the journal.
 
 - RunLock: one run per results file (cron overlap); the second exits 2 naming the lock.
-- Manifest: the input's identity (size, sha256) and the settings that change outcomes, written
-  beside the results; --resume refuses when they differ.
-- PriorResults: the rows an earlier run already recorded. A results file cut mid-line by a crash
-  is repaired first (the torn tail dropped), so the file always parses line by line.
+- Manifest: the input's identity (size, sha256) and every setting that changes outcomes,
+  written beside the results; --resume refuses when they differ.
+- PriorResults: the rows an earlier run already recorded, and whether each failure was
+  retryable. A results file cut mid-line by a crash is repaired first (the torn tail dropped),
+  so the file always parses line by line.
+- Journal: before a write is sent, the row's intended change (its before-values) is on disk;
+  --resume uses it for a row whose write may have landed but whose record was never written.
+- compact: the results file rewritten with one record per row (the last), atomically.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import hashlib
@@ -19,12 +24,14 @@ from typing import Any
 
 import orjson
 
-from .errors import UsageError
+from .errors import LockHeld, UsageError, WriteFailed
 from .model import Status
 
-__all__ = ["Manifest", "PriorResults", "RunLock", "read_records", "repair_tail"]
+__all__ = ["Journal", "Manifest", "PriorResults", "RunLock", "compact", "file_identity",
+           "read_records", "repair_tail"]
 
 _STATUSES = list(Status)
+_RETRYABLE = 0x80
 
 
 class RunLock:
@@ -42,7 +49,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
             os.close(fd)
-            raise UsageError(
+            raise LockHeld(
                 f"another batchpatch run (pid {holder}) holds the lock {self.path}; "
                 "wait for it to finish"
             ) from None
@@ -85,47 +92,88 @@ def repair_tail(path: Path) -> int:
         return size - keep
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
+def _open_results(path: Path) -> Any:
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a results file")
+    if not path.exists():
+        raise UsageError(f"{path}: no such results file")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def read_records(path: Path, repair: bool = True) -> Iterator[dict[str, Any]]:
     """The records of a results file, its torn tail repaired first; UsageError on a line that
     is not a batchpatch result (every record has an integer `row` and a known `status`)."""
-    repair_tail(path)
-    with open(path, "rb") as fh:
+    fh = _open_results(path)
+    with fh:
+        if repair:
+            with contextlib.suppress(OSError):
+                repair_tail(path)
         for number, line in enumerate(fh, start=1):
             try:
                 record = orjson.loads(line)
-                record["row"] = int(record["row"])
+                row = record["row"]
+                if not isinstance(row, int) or isinstance(row, bool) or row < 1:
+                    raise ValueError(row)
                 Status(record["status"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise UsageError(f"{path}: line {number}: not a batchpatch result record") from None
+                raise UsageError(f"{path}: line {number}: not a batchpatch result record") \
+                    from None
             yield record
 
 
 class PriorResults:
-    """Which input lines already have a record, and its status (a byte per line: flat memory)."""
+    """Which input rows already have a record: its status, and whether a failure was retryable
+    (a byte per row: flat memory). With `retry`, retryable failures count as not recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, retry: bool = True) -> None:
         self._status = bytearray()
+        self._retry = retry
         self.count = 0
 
     @classmethod
-    def load(cls, path: Path) -> PriorResults:
-        prior = cls()
+    def load(cls, path: Path, retry: bool = True) -> PriorResults:
+        prior = cls(retry)
         if path.exists():
             for record in read_records(path):
-                prior.add(record["row"], Status(record["status"]))
+                status = Status(record["status"])
+                prior.add(record["row"], status,
+                          status.is_failure and record.get("retryable") is True)
         return prior
 
-    def add(self, row: int, status: Status) -> None:
+    def add(self, row: int, status: Status, retryable: bool = False) -> None:
         if row >= len(self._status):
             self._status.extend(bytes(row + 1 - len(self._status) + 1024))
         if not self._status[row]:
             self.count += 1
-        self._status[row] = _STATUSES.index(status) + 1
+        self._status[row] = (_STATUSES.index(status) + 1) | (_RETRYABLE if retryable else 0)
+
+    def status(self, row: int) -> Status | None:
+        """The status recorded for `row`, retryable or not."""
+        if row < len(self._status) and (code := self._status[row]):
+            return _STATUSES[(code & ~_RETRYABLE) - 1]
+        return None
+
+    def retryable(self, row: int) -> bool:
+        return row < len(self._status) and bool(self._status[row] & _RETRYABLE)
 
     def get(self, row: int) -> Status | None:
-        if row < len(self._status) and self._status[row]:
-            return _STATUSES[self._status[row] - 1]
-        return None
+        """The status that keeps `row` from running again, or None if it runs."""
+        if self._retry and self.retryable(row):
+            return None
+        return self.status(row)
+
+    def totals(self) -> dict[Status, int]:
+        """Records per status."""
+        counts = [0] * (len(_STATUSES) + 1)
+        for code in self._status:
+            counts[code & ~_RETRYABLE] += 1
+        return {status: counts[i + 1] for i, status in enumerate(_STATUSES) if counts[i + 1]}
+
+    def rows(self) -> Iterator[int]:
+        return (row for row, code in enumerate(self._status) if code)
 
 
 def file_identity(path: str) -> dict[str, Any]:
@@ -157,15 +205,97 @@ class Manifest:
         except FileNotFoundError:
             raise UsageError(f"{self.path}: no manifest beside the results; cannot tell what "
                              "they were made from (run without --resume to start over)") from None
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, OSError):
             raise UsageError(f"{self.path}: the manifest is damaged; run without --resume "
                              "to start over") from None
+        if not isinstance(stored, dict):
+            raise UsageError(f"{self.path}: the manifest is damaged; run without --resume")
         for key, value in content.items():
             if key == "input":
-                old = stored.get("input", {})
-                if (old.get("size"), old.get("sha256")) != (value["size"], value["sha256"]):
-                    raise UsageError(f"cannot resume: the input {value['path']} changed since "
-                                     f"the first run (see {self.path}); run without --resume")
+                old = stored.get("input") or {}
+                if (old.get("size"), old.get("sha256")) != (value.get("size"),
+                                                            value.get("sha256")):
+                    raise UsageError(f"cannot resume: the input {value.get('path')} changed "
+                                     f"since the first run (see {self.path}); run without "
+                                     "--resume")
             elif stored.get(key) != value:
                 raise UsageError(f"cannot resume: {key} was {stored.get(key)!r}, now {value!r} "
                                  f"(see {self.path}); run without --resume")
+
+
+class Journal:
+    """`<results>.journal`: one line per write about to be sent ({"row", "pkey", "changed"}),
+    flushed to the OS before the write goes out, so a kill at any moment leaves it on disk."""
+
+    def __init__(self, results: Path) -> None:
+        self.path = results.with_name(results.name + ".journal")
+        self._fh: Any = None
+
+    def write(self, row: int, pkey: str | None, changed: dict[str, list[Any]]) -> None:
+        line = orjson.dumps({"row": row, "pkey": pkey, "changed": changed},
+                            option=orjson.OPT_NON_STR_KEYS) + b"\n"
+        try:
+            if self._fh is None:
+                self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+            written = self._fh.write(line)
+            if written != len(line):
+                raise OSError(28, "No space left on device (short write)")
+        except OSError as exc:
+            raise WriteFailed(f"{self.path}: cannot write the journal: "
+                              f"{exc.strerror or exc}; nothing more is sent") from None
+
+    def sync(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+
+    def remove(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def load(self) -> dict[int, dict[str, list[Any]]]:
+        """{row: changed} of every entry (the last per row); a torn last line is ignored."""
+        entries: dict[int, dict[str, list[Any]]] = {}
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return entries
+        for line in data.splitlines():
+            try:
+                entry = orjson.loads(line)
+                entries[int(entry["row"])] = dict(entry["changed"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        return entries
+
+
+def compact(path: Path) -> bool:
+    """Rewrite `path` keeping the last record of each row, atomically (temp file, fsync,
+    rename). Returns False when there was nothing to drop."""
+    last = array.array("q")
+    duplicates = False
+    with open(path, "rb") as fh:
+        for index, line in enumerate(fh):
+            row = orjson.loads(line)["row"]
+            if row >= len(last):
+                last.extend([-1] * (row + 1 - len(last) + 1024))
+            duplicates |= last[row] >= 0
+            last[row] = index
+    if not duplicates:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as out:
+        for index, line in enumerate(src):
+            if last[orjson.loads(line)["row"]] == index:
+                out.write(line)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return True

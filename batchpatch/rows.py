@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +21,9 @@ from typing import BinaryIO
 
 import orjson
 
-from .errors import UsageError
+from .errors import InputBroken, UsageError
 from .model import Row
+from .plan import GUARD_SUFFIX, REPLACE_SUFFIX, collisions
 
 __all__ = ["FORMATS", "InputFile", "detect_format", "open_input"]
 
@@ -28,6 +31,8 @@ FORMATS = ("csv", "jsonl")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
+#: what a file cut short or damaged raises while it is read
+READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def detect_format(path: str, fmt: str | None) -> str:
@@ -99,7 +104,7 @@ def open_input(path: str, fmt: str | None = None, key_column: str = "PKey",
     except UsageError:
         source.close()
         raise
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (*READ_ERRORS, InputBroken) as exc:
         source.close()
         raise UsageError(f"{path}: cannot read: {exc}") from None
     return source
@@ -108,7 +113,8 @@ def open_input(path: str, fmt: str | None = None, key_column: str = "PKey",
 class _LineCounter:
     """Feeds decoded lines to csv.reader, keeping each record's raw bytes and line number."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, path: str) -> None:
+        self.path = path
         self._lines = iter(stream)
         self.line = 0  # lines consumed so far
         self.raw: list[bytes] = []
@@ -118,7 +124,10 @@ class _LineCounter:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._lines)
+        try:
+            raw = next(self._lines)
+        except READ_ERRORS as exc:
+            raise InputBroken(_broken(self.path, self.line + 1, exc)) from None
         self.line += 1
         self.raw.append(raw)
         if self.line == 1 and raw.startswith(_BOM):
@@ -136,7 +145,7 @@ class _LineCounter:
 
 
 def _open_csv(source: InputFile) -> Iterator[Row]:
-    lines = _LineCounter(source.stream)
+    lines = _LineCounter(source.stream, source.path)
     reader = csv.reader(lines, delimiter=source.delimiter, strict=True)
     try:
         header = next(reader)
@@ -165,8 +174,32 @@ def _open_csv(source: InputFile) -> Iterator[Row]:
         if name in seen:
             raise UsageError(f"{source.path}: line 1: column {name!r} appears twice")
         seen.add(name)
+    _check_columns(source.path, [n for n in header if n != source.key_column])
     source.columns = header
     return _csv_rows(source, reader, lines, header)
+
+
+def _check_columns(path: str, columns: list[str]) -> None:
+    """Two columns that set the same field (`location` and `location.city`) are refused."""
+    for suffix in (GUARD_SUFFIX, ""):
+        group = [c[: -len(suffix)] if suffix else c for c in columns
+                 if (c.endswith(suffix) if suffix else not c.endswith(GUARD_SUFFIX))]
+        group = [c[: -len(REPLACE_SUFFIX)] if c.endswith(REPLACE_SUFFIX) else c for c in group]
+        seen: set[str] = set()
+        for name in group:
+            if name in seen:
+                raise UsageError(f"{path}: line 1: two columns set the field {name!r}; keep one")
+            seen.add(name)
+        pairs = collisions(group)
+        if pairs:
+            a, b = pairs[0]
+            raise UsageError(f"{path}: line 1: columns {a + suffix!r} and {b + suffix!r} "
+                             f"both set {a!r}; keep one")
+
+
+def _broken(path: str, line: int, exc: BaseException) -> str:
+    why = str(exc) or type(exc).__name__
+    return f"{path}: line {line}: cannot read further ({why}); the rows before it were read"
 
 
 def _csv_rows(
@@ -231,17 +264,45 @@ def _chain(first: list[Row], rest: Iterator[Row]) -> Iterator[Row]:
     yield from rest
 
 
+def _lines(source: InputFile) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a JSONL input, a BOM on line 1 dropped."""
+    number = 0
+    lines = iter(source.stream)
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except READ_ERRORS as exc:
+            raise InputBroken(_broken(source.path, number + 1, exc)) from None
+        number += 1
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        yield number, raw
+
+
 def _jsonl_rows(source: InputFile) -> Iterator[Row]:
     key_column = source.key_column
-    for number, raw in enumerate(source.stream, start=1):
-        text = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
+    first = True
+    for number, raw in _lines(source):
+        text = raw
         if not text.strip():
             continue
+        if first:
+            first = False
+            head = text.strip()
+            if head.startswith(b"[") or head == b"{":
+                raise UsageError(
+                    f"{source.path}: line {number}: this is a JSON document (an array or an "
+                    "object over several lines), not JSON Lines; write one object per line "
+                    "(e.g. jq -c '.[]' FILE > FILE.jsonl)")
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             yield Row(number, None, {}, raw, typed=True, problem=f"broken JSON: {exc}")
             continue
+        if isinstance(obj, dict) and _inexact(obj):
+            obj = json.loads(text)  # orjson turns integers beyond 64 bits into floats
         if not isinstance(obj, dict):
             kind = type(obj).__name__.replace("NoneType", "null")
             yield Row(number, None, {}, raw, typed=True, problem=f"not a JSON object ({kind})")
@@ -254,3 +315,14 @@ def _jsonl_rows(source: InputFile) -> Iterator[Row]:
             yield Row(number, None, obj, raw, typed=True, problem=problem)
             continue
         yield Row(number, key.strip(), obj, raw, typed=True)
+
+
+def _inexact(value: object) -> bool:
+    """True if a parsed value holds a float that may be an integer beyond 64 bits."""
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) >= 2**63
+    if isinstance(value, dict):
+        return any(_inexact(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_inexact(v) for v in value)
+    return False

@@ -1,5 +1,6 @@
-"""One whole run: open the input, take the lock, check or write the manifest, run the engine
-with its client and writer, and return the summary (the same dict written to --summary).
+"""One whole run: check the outputs, open the input, take the lock, check or write the manifest,
+wire transport → auth → client → row protocol → engine → writer, run, finish the files, and
+return the summary (the same dict written to --summary).
 """
 
 from __future__ import annotations
@@ -13,50 +14,58 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
-from .api import ApiClient, Stats
+from .api import ApiClient
 from .auth import Auth, ImsAuth, StaticAuth
-from .config import Settings
-from .engine import Engine, Mode
-from .errors import EXIT_ABORTED, EXIT_FAILURES, EXIT_OK
-from .model import FAILURE_STATUSES, Status
-from .policy import Breaker, Pacer
+from .counters import Counters
+from .engine import Engine, Schedule
+from .errors import SIGNAL_EXIT, InputBroken, UsageError, WriteFailed
+from .model import Outcome
+from .outputs import check_outputs, write_json_atomic
+from .pacing import Pacer
+from .policy import Breaker
 from .progress import Progress, count_rows
-from .resume import Manifest, PriorResults, RunLock, file_identity
-from .rows import open_input
-from .writer import ResultsWriter
+from .protocol import RowMode, RowProtocol
+from .resume import Journal, Manifest, PriorResults, RunLock, compact, file_identity
+from .rows import InputFile, detect_format, open_input
+from .settings import Settings
+from .summary import RunEnd, Summary
+from .transport import AiohttpTransport, Transport
+from .writer import RawFailures, ResultsWriter
 
 __all__ = ["execute"]
 
 log = logging.getLogger("batchpatch")
 
-_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
-
-def _manifest_content(settings: Settings) -> dict[str, Any]:
-    identity = {"path": "-"} if settings.input == "-" else file_identity(settings.input)
+def manifest_content(settings: Settings) -> dict[str, Any]:
+    """Every setting that changes what a row's outcome is: a resume must use the same."""
+    spec = settings.input
+    identity = {"path": "-"} if spec.path == "-" else file_identity(spec.path)
+    target = settings.target
     return {
         "input": identity,
-        "format": settings.input_format,
-        "key_column": settings.key_column,
-        "delimiter": settings.delimiter,
-        "target": settings.target.template,
-        "dry_run": settings.dry_run,
-        "no_verify": settings.no_verify,
-        "null_token": settings.null_token,
+        "format": detect_format(spec.path, spec.format),
+        "key_column": spec.key_column,
+        "delimiter": spec.delimiter,
+        "target": target.template,
+        "lookup": target.lookup_template,
+        "dry_run": settings.mode.dry_run,
+        "no_verify": settings.mode.no_verify,
+        "null_token": spec.null_token,
     }
 
 
-def _make_auth(settings: Settings, session: aiohttp.ClientSession) -> Auth:
-    if settings.client_id and settings.client_secret:
-        return ImsAuth(session, settings.client_id, settings.client_secret, settings.scopes,
-                       settings.ims_url, timeout=settings.timeout)
-    return StaticAuth(settings.token, settings.api_key)
+def make_auth(settings: Settings, transport: Transport, counters: Counters) -> Auth:
+    c = settings.credentials
+    if c.uses_ims:
+        assert c.client_id and c.client_secret
+        return ImsAuth(transport, c.client_id, c.client_secret, c.scopes, c.ims_url,
+                       timeout=settings.pacing.timeouts.request, counters=counters)
+    return StaticAuth(c.token, c.api_key)
 
 
 async def execute(
@@ -64,61 +73,91 @@ async def execute(
     handle_signals: bool = False,
     on_engine: Callable[[Engine], None] | None = None,
     run_id: str | None = None,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Run the job; returns the summary. Raises UsageError before anything is sent."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    source = open_input(settings.input, settings.format, settings.key_column, settings.delimiter)
-    results, failures, summary_path = settings.output_paths()
+    assert settings.outputs is not None
+    check_outputs(settings.input.path, settings.outputs)
+    spec = settings.input
+    source = open_input(spec.path, spec.format, spec.key_column, spec.delimiter)
+    outputs = settings.outputs
     try:
-        with RunLock(results):
-            manifest = Manifest(results)
-            content = _manifest_content(settings)
+        with RunLock(outputs.results):
+            manifest = Manifest(outputs.results)
+            content = manifest_content(settings)
             prior = None
-            if settings.resume and results.exists():
+            if settings.mode.resume and outputs.results.exists():
                 manifest.check(content)
-                prior = PriorResults.load(results)
+                prior = PriorResults.load(outputs.results)
             else:
                 manifest.write(content)
-            writer = ResultsWriter(results, failures, source.header_raw, append=prior is not None)
-            summary = await _run(settings, source, writer, prior, handle_signals, on_engine)
-            summary.update(run_id=run_id, results=str(results), failures=str(failures),
-                           summary=str(summary_path))
-            _write_json(summary_path, summary)
-            return summary
+            run = _Run(settings, source, prior, run_id, transport)
+            summary = await run.go(handle_signals, on_engine)
+            record = summary.record()
+            try:
+                write_json_atomic(outputs.summary, orjson.dumps(
+                    record, option=orjson.OPT_INDENT_2) + b"\n")
+            except OSError as exc:
+                log.error("%s: cannot write the summary: %s", outputs.summary,
+                          exc.strerror or exc)
+            return record
     finally:
         source.close()
 
 
-async def _run(
-    settings: Settings,
-    source: Any,
-    writer: ResultsWriter,
-    prior: PriorResults | None,
-    handle_signals: bool,
-    on_engine: Callable[[Engine], None] | None,
-) -> dict[str, Any]:
-    started = time.monotonic()
-    connector = aiohttp.TCPConnector(limit=settings.concurrency + 4, keepalive_timeout=10)
-    stats = Stats()
-    pacer = Pacer(settings.rate_policy)
-    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
-        auth = _make_auth(settings, session)
-        client = ApiClient(session, auth, pacer, settings.retry_policy, settings.timeouts, stats)
-        engine = Engine(
-            client, settings.target, writer,
-            Mode(settings.dry_run, settings.no_verify, settings.null_token, settings.limit,
-                 settings.canary, settings.log_rows),
-            settings.concurrency, Breaker(settings.max_error_rate, settings.error_window), prior,
-        )
+class _Run:
+    """The objects of one run and the order they are started and finished in."""
+
+    def __init__(self, settings: Settings, source: InputFile, prior: PriorResults | None,
+                 run_id: str, transport: Transport | None) -> None:
+        self.settings = settings
+        self.source = source
+        self.prior = prior
+        self.run_id = run_id
+        self.counters = Counters()
+        if prior is not None:
+            self.counters.statuses.update(prior.totals())
+        self.transport = transport
+        self.received: list[signal.Signals] = []
+        self.engine: Engine | None = None
+
+    async def go(self, handle_signals: bool,
+                 on_engine: Callable[[Engine], None] | None) -> Summary:
+        s, outputs = self.settings, self.settings.outputs
+        assert outputs is not None
+        started = time.monotonic()
+        journal = Journal(outputs.results)
+        intents = journal.load() if self.prior is not None else {}
+        outputs.results.parent.mkdir(parents=True, exist_ok=True)
+        outputs.failures.parent.mkdir(parents=True, exist_ok=True)
+        failures = RawFailures(outputs.failures, self.source.header_raw)
+        writer = ResultsWriter(outputs.results, failures, self.counters,
+                               append=self.prior is not None, on_error=self._write_failed,
+                               journal=None if s.mode.dry_run else journal)
+        transport = self.transport or AiohttpTransport(s.network)
+        pacer = Pacer(s.pacing.rate, self.counters, s.pacing.retry)
+        auth = make_auth(s, transport, self.counters)
+        client = ApiClient(transport, auth, pacer, s.pacing.retry, self.counters,
+                           timeout=None)
+        protocol = RowProtocol(client, s.target, RowMode(s.mode.dry_run, s.mode.no_verify,
+                                                         s.input.null_token),
+                               before_write=lambda row, pkey, changed: writer.intend(
+                                   row.line, pkey, changed),
+                               intents=intents)
+        engine = self.engine = Engine(
+            protocol, lambda outcome: self._emit(writer, outcome),
+            Schedule(s.pacing.concurrency, s.mode.limit, s.mode.canary,
+                     s.reporting.log_rows),
+            Breaker(s.pacing.breaker), self.counters, self.prior, writer.keep_prior)
         if on_engine:
             on_engine(engine)
-        received: list[signal.Signals] = []
         if handle_signals:
-            _install_signals(engine, received, settings.grace)
+            self._install_signals(engine, s.pacing.grace)
         writer_task = asyncio.create_task(writer.run())
-        progress_task = _start_progress(settings, writer, prior)
+        progress_task = self._start_progress()
         try:
-            await engine.run(iter(source), settings.input)
+            await engine.run(iter(self.source))
         finally:
             writer.finish()
             await writer_task
@@ -127,106 +166,118 @@ async def _run(
                 await asyncio.gather(progress_task, return_exceptions=True)
             if handle_signals:
                 _remove_signals()
-    elapsed = time.monotonic() - started
-    token_requests = getattr(auth, "token_requests", 0)
-    summary = _summary(settings, engine, writer, stats, pacer, elapsed, received, token_requests)
-    if not engine.input_finished:  # stopped early: how many rows still have no record
-        total = count_rows(settings.input, settings.input_format)
-        summary["rows_without_record"] = None if total is None else max(0, total - summary["rows"])
-    else:
-        summary["rows_without_record"] = engine.unfinished
-    return summary
+            if self.transport is None:
+                await transport.close()
+        if self.prior is not None and writer.broken is None:
+            self._rebuild_failures()
+        finished = engine.input_finished and engine.abort is None and not self.received
+        if finished and writer.broken is None:
+            self._tidy(journal)
+        return Summary(self.counters, self._end(engine, time.monotonic() - started),
+                       s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
+                       outputs.summary)
 
+    def _emit(self, writer: ResultsWriter, outcome: Outcome) -> None:
+        prior = self.prior
+        if prior is not None:
+            if (old := prior.status(outcome.row)) is not None:
+                writer.replaces(old)  # a retryable failure of an earlier run, tried again
+            prior.add(outcome.row, outcome.status, outcome.retryable)  # the row's final word
+        writer.put(outcome)
 
-def _start_progress(settings: Settings, writer: ResultsWriter,
-                    prior: PriorResults | None) -> asyncio.Task[None] | None:
-    mode = settings.progress
-    if mode == "off" or (mode == "auto" and settings.quiet):
-        return None
-    tty = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
-    total = count_rows(settings.input, settings.input_format)
-    progress = Progress(lambda: writer.counts, total, tty, settings.progress_every,
-                        done_before=prior.count if prior else 0)
-    return asyncio.create_task(progress.run())
+    def _rebuild_failures(self) -> None:
+        """After a resume, the failures file lists the failed rows of every record, whether or
+        not this run got as far as them: one more pass over the input."""
+        s, prior = self.settings, self.prior
+        assert prior is not None and s.outputs is not None
+        path = s.outputs.failures
+        tmp = path.with_name(path.name + ".tmp")
+        spec = s.input
+        try:
+            source = open_input(spec.path, spec.format, spec.key_column, spec.delimiter)
+        except UsageError:
+            return
+        try:
+            out = RawFailures(tmp, source.header_raw)
+            try:
+                with contextlib.suppress(InputBroken):
+                    for row in source:
+                        status = prior.status(row.line)
+                        if status is not None and status.is_failure:
+                            out.write(row.raw)
+                out.sync()
+            finally:
+                out.close()
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("%s: could not list every failed row: %s", path, exc.strerror or exc)
+        finally:
+            source.close()
 
+    def _write_failed(self, exc: WriteFailed) -> None:
+        log.error("%s", exc)
+        if self.engine is not None:
+            self.engine.fail(exc)
 
-def _install_signals(engine: Engine, received: list[signal.Signals], grace: float) -> None:
-    loop = asyncio.get_running_loop()
+    def _tidy(self, journal: Journal) -> None:
+        """A finished run: one record per row (the last), and no journal left to replay."""
+        outputs = self.settings.outputs
+        assert outputs is not None
+        try:
+            if self.prior is not None:
+                compact(outputs.results)
+            journal.remove()
+        except OSError as exc:
+            log.warning("%s: could not tidy the results: %s", outputs.results,
+                        exc.strerror or exc)
 
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig)
-        if len(received) == 1:
-            log.warning("%s: finishing the rows in flight (up to %.0f s); again to stop now",
-                        sig.name, grace)
-            engine.stop()
-            loop.call_later(grace, engine.cancel)
-        else:
-            log.warning("%s again: stopping now", sig.name)
-            engine.cancel()
+    def _end(self, engine: Engine, elapsed: float) -> RunEnd:
+        c = self.counters
+        if engine.input_finished:
+            left: int | None = c.unfinished
+        else:  # stopped early: how many rows still have no record
+            spec = self.settings.input
+            total = count_rows(spec.path, detect_format(spec.path, spec.format))
+            left = None if total is None else max(0, total - c.records)
+        return RunEnd(elapsed, engine.input_finished, engine.limited, engine.abort,
+                      self.received[0] if self.received else None, left)
 
-    for sig in _SIGNAL_EXIT:
-        loop.add_signal_handler(sig, on_signal, sig)
+    def _start_progress(self) -> asyncio.Task[None] | None:
+        s = self.settings
+        mode = s.reporting.progress
+        if mode == "off" or (mode == "auto" and s.reporting.quiet):
+            return None
+        tty = mode == "bar" or (mode == "auto" and sys.stderr.isatty())
+        total = count_rows(s.input.path, detect_format(s.input.path, s.input.format))
+        counters = self.counters
+        progress = Progress(lambda: {k.value: v for k, v in counters.statuses.items() if v},
+                            total, tty, s.reporting.progress_every,
+                            done_before=self.prior.count if self.prior else 0)
+        return asyncio.create_task(progress.run())
+
+    def _install_signals(self, engine: Engine, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        received = self.received
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig)
+            if len(received) == 1:
+                log.warning("%s: finishing the rows in flight (up to %.0f s); again to stop "
+                            "now", sig.name, grace)
+                engine.stop()
+                loop.call_later(grace, engine.cancel)
+            else:
+                log.warning("%s again: stopping now", sig.name)
+                engine.cancel()
+
+        for sig in SIGNAL_EXIT:
+            loop.add_signal_handler(sig, on_signal, sig)
 
 
 def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
-    for sig in _SIGNAL_EXIT:
+    for sig in SIGNAL_EXIT:
         with contextlib.suppress(Exception):
             loop.remove_signal_handler(sig)
 
-
-def _summary(
-    settings: Settings,
-    engine: Engine,
-    writer: ResultsWriter,
-    stats: Stats,
-    pacer: Pacer,
-    elapsed: float,
-    received: list[signal.Signals],
-    token_requests: int,
-) -> dict[str, Any]:
-    counts = {status.value: writer.counts.get(status.value, 0) for status in Status}
-    failed = sum(counts[s.value] for s in FAILURE_STATUSES)
-    recorded = sum(counts.values())
-    if engine.abort is not None:
-        exit_code = EXIT_ABORTED
-    elif received:
-        exit_code = _SIGNAL_EXIT[received[0]]
-    else:
-        exit_code = EXIT_FAILURES if failed else EXIT_OK
-    adapter = pacer.adapter
-    processed = engine.rows_done
-    return {
-        "exit_code": exit_code,
-        "rows": recorded,
-        "succeeded": recorded - failed,
-        "failed": failed,
-        "counts": counts,
-        "unfinished": engine.unfinished,
-        "input_finished": engine.input_finished,
-        "limited": engine.limited,
-        "resumed_rows": engine.rows_skipped,
-        "aborted": str(engine.abort) if engine.abort else None,
-        "interrupted": received[0].name if received else None,
-        "dry_run": settings.dry_run,
-        "would_change": counts[Status.DRY_RUN.value] if settings.dry_run else None,
-        "changed_fields": dict(sorted(writer.changed_fields.items())),
-        "requests": stats.by_method(),
-        "requests_total": stats.total,
-        "requests_per_row": round(stats.total / processed, 3) if processed else 0.0,
-        "retries": stats.retries,
-        "rate_limited": stats.rate_limited,
-        "rate_reached": round(stats.total / elapsed, 2) if elapsed else 0.0,
-        "rate_lowest_adapted": round(adapter.lowest, 2) if adapter and adapter.lowest else None,
-        "rate_cuts": adapter.cuts if adapter else 0,
-        "token_requests": token_requests,
-        "elapsed_s": round(elapsed, 3),
-        "rows_per_s": round(processed / elapsed, 2) if elapsed else 0.0,
-    }
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(tmp, path)

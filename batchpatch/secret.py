@@ -1,8 +1,31 @@
-"""A wrapper that keeps secrets out of reprs, logs and messages."""
+"""Secrets: a wrapper that keeps them out of reprs, and the one place text is redacted.
+
+Every Secret made in the process registers its value (and the forms a URL or a form body would
+give it); `redact(text)` masks all of them. Every text that leaves the process from an API's
+words or an exception goes through it: records, failures, logs (a filter on the `batchpatch`
+logger), stderr, the summary and the report.
+"""
 
 from __future__ import annotations
 
-__all__ = ["Secret", "redact"]
+import logging
+from urllib.parse import quote, quote_plus
+
+__all__ = ["RedactingFilter", "Secret", "redact"]
+
+MASK = "***"
+_MIN_LENGTH = 4  # shorter values would mask ordinary words
+_known: set[str] = set()
+_ordered: list[str] = []  # longest first, so that a secret inside another is masked whole
+
+
+def _register(value: str) -> None:
+    forms = {value, quote(value, safe=""), quote_plus(value)}
+    fresh = [f for f in forms if len(f) >= _MIN_LENGTH and f not in _known]
+    if fresh:
+        _known.update(fresh)
+        _ordered.extend(fresh)
+        _ordered.sort(key=len, reverse=True)
 
 
 class Secret:
@@ -12,6 +35,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        _register(value)
 
     @property
     def value(self) -> str:
@@ -32,9 +56,27 @@ class Secret:
         return hash(self._value)
 
 
-def redact(text: str, *secrets: Secret | None) -> str:
-    """`text` with every secret's value replaced by `***`."""
-    for secret in secrets:
-        if secret and len(secret.value) >= 4:
-            text = text.replace(secret.value, "***")
+def redact(text: str) -> str:
+    """`text` with every secret of the process masked."""
+    if not _ordered or not text:
+        return text
+    for value in _ordered:
+        if value in text:
+            text = text.replace(value, MASK)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a log record's message, arguments and extra fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _ordered:
+            message = record.getMessage()
+            masked = redact(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+            for name in ("error", "pkey"):
+                value = getattr(record, name, None)
+                if isinstance(value, str):
+                    setattr(record, name, redact(value))
+        return True

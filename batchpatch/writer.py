@@ -1,55 +1,129 @@
-"""The one task that writes output files: a results record per row, and the failures file.
+"""The one task that writes a run's records: a results line per row, and the failed rows' raw
+bytes to the failures file; the journal of writes about to be sent is written through it too.
 
-Records are written whole (one `write` of a complete line) and flushed to the OS as soon as the
+Records are written whole (one `write` of complete lines) and flushed to the OS as soon as the
 queue runs dry, so a killed process loses nothing already finished; fsync runs at least once a
-second and at close, so a crashed machine loses at most that second.
+second and at close, so a crashed machine loses at most that second. When a file cannot be
+written (disk full, file-size limit), the writer says so once through `on_error` (the engine
+stops sending at once), writes nothing more, and what it wrote stays readable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
-from .model import Outcome, Status
+from .counters import Counters
+from .errors import WriteFailed
+from .model import WRITE_STATUSES, Outcome, Status
+from .resume import Journal
 
-__all__ = ["ResultsWriter"]
+__all__ = ["FailuresFile", "RawFailures", "ResultsWriter"]
 
 FSYNC_EVERY = 1.0
 
 
-class ResultsWriter:
-    """Appends records to the results file and failed rows' raw bytes to the failures file."""
+class FailuresFile:
+    """Where failed rows go, in the input's own format."""
 
-    def __init__(self, results: Path, failures: Path, header: bytes, append: bool) -> None:
-        for path in (results, failures):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.results_path = results
-        self.failures_path = failures
-        self._results: BinaryIO = open(results, "ab" if append else "wb")  # noqa: SIM115
-        self._failures: BinaryIO = open(failures, "wb")  # noqa: SIM115
+    path: Path
+
+    def write(self, raw: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class RawFailures(FailuresFile):
+    """CSV and JSON Lines: the header line (CSV), then each failed row's exact bytes."""
+
+    def __init__(self, path: Path, header: bytes) -> None:
+        self.path = path
+        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
         if header:
-            self._failures.write(header if header.endswith(b"\n") else header + b"\n")
+            self._fh.write(header if header.endswith(b"\n") else header + b"\n")
+
+    def write(self, raw: bytes) -> None:
+        self._fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _why(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{text} ({name})" if name else text
+
+
+class ResultsWriter:
+    """Appends records to the results file and failed rows to the failures file.
+
+    State: `_broken` is set once a write failed; from then on nothing is written (a record
+    half-written by a full disk is dropped by --resume's tail repair)."""
+
+    def __init__(self, results: Path, failures: FailuresFile, counters: Counters,
+                 append: bool, on_error: Callable[[WriteFailed], None],
+                 journal: Journal | None = None) -> None:
+        self.results_path = results
+        self._results: BinaryIO = open(results, "ab" if append else "wb")  # noqa: SIM115
+        self._failures = failures
+        self._counters = counters
+        self._on_error = on_error
+        self._journal = journal
         self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue()
         self._last_sync = time.monotonic()
         self._dirty = False
-        self.counts: dict[str, int] = {}
-        self.failed_rows = 0
-        self.changed_fields: dict[str, int] = {}
+        self._broken: WriteFailed | None = None
+
+    @property
+    def broken(self) -> WriteFailed | None:
+        return self._broken
 
     def put(self, outcome: Outcome) -> None:
         """Queue a row's outcome for writing (never blocks)."""
         self._queue.put_nowait(outcome)
 
+    def replaces(self, status: Status) -> None:
+        """A row recorded `status` by an earlier run gets a new record now (a retry)."""
+        self._counters.statuses[status] -= 1
+
     def keep_prior(self, status: Status, raw: bytes) -> None:
-        """Account for a record written by an earlier run (--resume); re-list it if it failed."""
-        self._count(status)
-        if status.is_failure:
-            self._write_failure(raw)
+        """A row an earlier run recorded (--resume): list it again if it failed."""
+        if status.is_failure and self._broken is None:
+            self._safe_failure(raw)
+
+    def intend(self, row: int, pkey: str | None, changed: dict[str, list[Any]]) -> None:
+        """Put a write's intended change on disk before it is sent; raises WriteFailed."""
+        if self._broken is not None:
+            raise self._broken
+        if self._journal is not None:
+            try:
+                self._journal.write(row, pkey, changed)
+            except WriteFailed as exc:
+                self._fail(exc)
+                raise
 
     async def run(self) -> None:
         """Write outcomes until `finish()` is queued."""
@@ -69,43 +143,77 @@ class ResultsWriter:
                 if self._queue.empty():
                     break
                 outcome = self._queue.get_nowait()
-            if lines:
-                self._results.write(b"".join(lines))
-                self._results.flush()
-                self._failures.flush()
-                self._dirty = True
-                if time.monotonic() - self._last_sync >= FSYNC_EVERY:
-                    self._sync()
+            if lines and self._broken is None:
+                self._write(b"".join(lines))
             if outcome is None:
                 self._sync()
-                self._results.close()
-                self._failures.close()
+                self._close()
                 return
 
     def finish(self) -> None:
-        """Ask the writer to write what is queued, fsync, close both files and return."""
+        """Ask the writer to write what is queued, fsync, close the files and return."""
         self._queue.put_nowait(None)
 
     def _take(self, outcome: Outcome) -> bytes:
+        if self._broken is not None:
+            return b""
         status = outcome.status
-        self._count(status)
         if status.is_failure:
-            self._write_failure(outcome.raw)
-        if outcome.changed and status in (Status.UPDATED, Status.DRY_RUN):
-            for name in outcome.changed:
-                self.changed_fields[name] = self.changed_fields.get(name, 0) + 1
-        return orjson.dumps(outcome.record(), option=orjson.OPT_NON_STR_KEYS) + b"\n"
+            self._safe_failure(outcome.raw)
+        self._counters.statuses[status] += 1
+        self._counters.recorded += 1
+        if outcome.changed and (status in WRITE_STATUSES or status is Status.DRY_RUN):
+            self._counters.changed_fields.update(outcome.changed.keys())
+        record = outcome.record()
+        if status.is_failure:
+            record["retryable"] = outcome.retryable
+        return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
-    def _count(self, status: Status) -> None:
-        self.counts[status.value] = self.counts.get(status.value, 0) + 1
+    def _write(self, data: bytes) -> None:
+        try:
+            self._results.write(data)
+            self._results.flush()
+            self._failures.flush()
+        except OSError as exc:
+            self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "
+                                   f"{_why(exc)}; nothing more is sent"))
+            return
+        self._dirty = True
+        if time.monotonic() - self._last_sync >= FSYNC_EVERY:
+            self._sync()
 
-    def _write_failure(self, raw: bytes) -> None:
-        self.failed_rows += 1
-        self._failures.write(raw if raw.endswith(b"\n") else raw + b"\n")
+    def _safe_failure(self, raw: bytes) -> None:
+        try:
+            self._failures.write(raw)
+        except OSError as exc:
+            self._fail(WriteFailed(f"{self._failures.path}: cannot write the failed rows: "
+                                   f"{_why(exc)}; nothing more is sent"))
 
     def _sync(self) -> None:
-        self._failures.flush()
-        os.fsync(self._results.fileno())
-        os.fsync(self._failures.fileno())
+        if self._broken is None:
+            try:
+                self._failures.sync()
+                self._results.flush()
+                os.fsync(self._results.fileno())
+            except OSError as exc:
+                self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "
+                                       f"{_why(exc)}; nothing more is sent"))
+        if self._journal is not None:
+            self._journal.sync()
         self._last_sync = time.monotonic()
         self._dirty = False
+
+    def _fail(self, exc: WriteFailed) -> None:
+        if self._broken is None:
+            self._broken = exc
+            self._on_error(exc)
+
+    def _close(self) -> None:
+        for close in (self._results.close, self._failures.close):
+            try:
+                close()
+            except OSError as exc:
+                self._fail(WriteFailed(f"{self.results_path}: cannot close: {_why(exc)}"))
+        if self._journal is not None:
+            self._journal.close()
+

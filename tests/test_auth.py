@@ -8,16 +8,17 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
-import aiohttp
 import pytest
-from aioresponses import aioresponses
 from conftest import by_row, make_profiles, read_results, run_cli, write_csv
 from test_reliability import start_cli, wait_for_records
 
 from batchpatch.auth import ImsAuth, refresh_margin
-from batchpatch.errors import AuthFailed
+from batchpatch.counters import Counters
+from batchpatch.errors import AuthFailed, Unreachable
 from batchpatch.secret import Secret
+from batchpatch.transport import MemoryTransport, respond
 
 SECRET = "s3cr3t-Client-Value-0042"
 CLIENT = "batchpatch-client-id"
@@ -43,32 +44,69 @@ def test_refresh_margin_is_proportional() -> None:
     assert refresh_margin(3) == pytest.approx(0.3)
 
 
+IMS = "https://ims.example/ims/token/v3"
+
+
 async def test_concurrent_401s_make_one_token_request() -> None:
-    url = "https://ims.example/ims/token/v3"
-    with aioresponses() as mock:
-        mock.post(url, payload={"access_token": "t1", "expires_in": 3600}, repeat=True)
-        async with aiohttp.ClientSession() as session:
-            auth = ImsAuth(session, CLIENT, Secret(SECRET), ims_url=url)
-            headers = await auth.headers()
-            assert headers == {"Authorization": "Bearer t1", "X-Api-Key": CLIENT}
-            generation = auth.generation
-            await asyncio.gather(*(auth.unauthorized(generation, "expired") for _ in range(20)))
-        assert auth.token_requests == 2  # the first token, and one refresh for all 20 workers
-        form = next(iter(mock.requests.values()))[0].kwargs["data"]
-        assert form["grant_type"] == "client_credentials" and form["client_secret"] == SECRET
+    transport = MemoryTransport.script(respond(200, {"access_token": "t1", "expires_in": 3600}))
+    counters = Counters()
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS, counters=counters)
+    headers = await auth.headers()
+    assert headers == {"Authorization": "Bearer t1", "X-Api-Key": CLIENT}
+    generation = auth.generation
+    await asyncio.gather(*(auth.unauthorized(generation, "expired") for _ in range(20)))
+    assert counters.token_requests == len(transport.requests) == 2  # first, and one refresh
+    request = transport.requests[0]
+    assert (request.method, request.url) == ("POST", IMS)
+    form = parse_qs(request.body.decode())
+    assert form["grant_type"] == ["client_credentials"] and form["client_secret"] == [SECRET]
 
 
 async def test_ims_refusal_is_auth_failed_without_the_secret() -> None:
-    url = "https://ims.example/ims/token/v3"
-    with aioresponses() as mock:
-        mock.post(url, status=401, payload={"error": "invalid_client",
-                                            "error_description": f"bad secret {SECRET}"})
-        async with aiohttp.ClientSession() as session:
-            auth = ImsAuth(session, CLIENT, Secret(SECRET), ims_url=url)
-            with pytest.raises(AuthFailed) as info:
-                await auth.headers()
+    transport = MemoryTransport.script(respond(401, {
+        "error": "invalid_client", "error_description": f"bad secret {SECRET}"}))
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS)
+    with pytest.raises(AuthFailed) as info:
+        await auth.headers()
     assert CLIENT in str(info.value) and "invalid" in str(info.value)
     assert SECRET not in str(info.value)
+
+
+async def test_ims_redirect_is_not_followed_and_aborts() -> None:
+    transport = MemoryTransport.script(respond(307, headers={"Location": "https://evil.test/t"}))
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS)
+    with pytest.raises(AuthFailed, match=r"redirect .*evil\.test.*not followed"):
+        await auth.headers()
+    assert len(transport.requests) == 1  # the form (and its secret) went nowhere else
+
+
+@pytest.mark.parametrize("expires_in", ["soon", None, -5, "NaN", "inf", True, [1]])
+async def test_an_unreadable_token_lifetime_still_gives_a_token(expires_in: object) -> None:
+    body = {"access_token": "t1"} if expires_in is None else {
+        "access_token": "t1", "expires_in": expires_in}
+    transport = MemoryTransport.script(respond(200, json=None, body=json.dumps(body).encode()))
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS)
+    assert (await auth.headers())["Authorization"] == "Bearer t1"
+
+
+@pytest.mark.parametrize("token", ["", "a b", "t1\r", None, 42])
+async def test_an_unusable_access_token_aborts(token: object) -> None:
+    transport = MemoryTransport.script(respond(200, {"access_token": token, "expires_in": 60}))
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS)
+    with pytest.raises(AuthFailed, match="no usable access_token"):
+        await auth.headers()
+
+
+async def test_ims_unreachable_is_retried_then_aborts() -> None:
+    transport = MemoryTransport.script(Unreachable("POST https://ims.example failed"))
+    auth = ImsAuth(transport, CLIENT, Secret(SECRET), ims_url=IMS, sleep=_no_sleep)
+    with pytest.raises(AuthFailed, match="cannot reach IMS"):
+        await auth.headers()
+    assert len(transport.requests) == ImsAuth.ATTEMPTS
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
 
 
 def test_short_tokens_over_many_lifetimes(sandbox_process, tmp_path: Path) -> None:
@@ -144,9 +182,11 @@ def test_revoked_credentials_mid_run_abort_then_resume(sandbox_process, tmp_path
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 3, stderr
     assert "IMS refused" in stderr
-    after_abort = sandbox_process.stats()["total"]
-    time.sleep(0.5)  # nothing more arrives once the process has exited
-    assert sandbox_process.stats()["total"] == after_abort
+    # once the credentials were refused, only the requests already in flight were answered:
+    # at most one per worker, and the one token request that failed
+    times = sorted(sandbox_process.stats(times=True)["times"])  # by arrival
+    first_refusal = next(i for i, (_, label) in enumerate(times) if label == "401")
+    assert len(times) - first_refusal <= 8 + 2, times[first_refusal:]
     unauthorized = sum(v for k, v in sandbox_process.stats()["counts"].items()
                        if k.endswith(" 401"))
     assert unauthorized <= 8 + 1

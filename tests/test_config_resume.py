@@ -19,19 +19,20 @@ def test_precedence_flags_env_file_defaults(tmp_path: Path) -> None:
     config.write_text("rate = 3\nconcurrency = 4\nretries = 1\n")
     settings = load_settings({**BASE, "rate": 7.0}, env={"BATCHPATCH_CONCURRENCY": "5"},
                              config=str(config))
-    assert (settings.rate, settings.concurrency, settings.retries, settings.timeout) == (
-        7.0, 5, 1, 30.0)
+    pacing = settings.pacing
+    assert (pacing.rate.rate, pacing.concurrency, pacing.retry.retries,
+            pacing.timeouts.request) == (7.0, 5, 1, 30.0)
     assert settings.sources == {"rate": "flag", "concurrency": "env", "retries": "file",
                                 "input": "flag", "base_url": "flag", "org": "flag"}
 
 
 @pytest.mark.parametrize(("options", "env", "message"), [
     ({"rate": -1.0}, {}, "--rate"),
-    ({}, {"BATCHPATCH_RETRIES": "many"}, "BATCHPATCH_RETRIES: retries = 'many'"),
+    ({}, {"BATCHPATCH_RETRIES": "many"}, "BATCHPATCH_RETRIES = 'many' is not a whole number"),
     ({"url_template": "https://x/{pkey}"}, {}, "not both"),
     ({"client_id": "abc"}, {}, "needs --client-secret"),
     ({"base_url": "ftp://x"}, {}, "must start with http"),
-    ({"format": "xml"}, {}, "unknown --format"),
+    ({"format": "xml"}, {}, "--format = .xml.: choose csv, jsonl"),
 ])
 def test_bad_settings_are_usage_errors(options: dict, env: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -49,7 +50,9 @@ def test_secret_values_never_appear_in_errors() -> None:
 
 def test_default_output_paths_sit_beside_the_input(tmp_path: Path) -> None:
     settings = load_settings({**BASE, "input": str(tmp_path / "night.jsonl.gz")})
-    results, failures, summary = settings.output_paths()
+    assert settings.outputs is not None
+    results, failures, summary = (settings.outputs.results, settings.outputs.failures,
+                                  settings.outputs.summary)
     assert results == tmp_path / "night.results.jsonl"
     assert failures == tmp_path / "night.failures.jsonl"
     assert summary == tmp_path / "night.summary.json"

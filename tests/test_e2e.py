@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 from conftest import by_row, read_results, run_cli, target_args, write_csv, write_jsonl
@@ -73,11 +74,14 @@ def test_all_rows_succeed_exit_0_and_values_are_typed(sandbox, tmp_path: Path) -
 def test_failures_file_feeds_straight_back(sandbox, tmp_path: Path) -> None:
     fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], [["@p00001", "1"], ["@p00099", "2"]])
     assert run_cli("run", fixes, *target_args(sandbox)).returncode == 1
-    sandbox.reset(sandbox_profiles := [{"PKey": "@p00099", "phone": "x"}])
-    assert sandbox_profiles
-    again = run_cli("run", tmp_path / "f.failures.csv", *target_args(sandbox))
+    failures = tmp_path / "f.failures.csv"
+    assert failures.read_bytes() == b"PKey,phone\r\n@p00099,2\r\n"
+    sandbox.reset([{"PKey": "@p00099", "phone": "x"}])  # the missing profile now exists
+    again = run_cli("run", failures, *target_args(sandbox))
     assert again.returncode == 0, again.stderr
     assert sandbox.profiles_now()["@p00099"]["phone"] == "2"
+    (record,) = read_results(tmp_path / "f.failures.results.jsonl")
+    assert (record["row"], record["status"]) == (2, "updated")
 
 
 def test_dry_run_sends_only_gets(sandbox, tmp_path: Path) -> None:
@@ -179,10 +183,13 @@ def test_gzip_cut_short_stops_with_the_file_named(sandbox, tmp_path: Path) -> No
     cut.write_bytes(gzip.compress(body.encode())[:4000])
     proc = run_cli("run", cut, *target_args(sandbox))
     assert proc.returncode == 3, proc.stderr
-    assert "cut.csv.gz: cannot read past row" in proc.stderr
+    found = re.search(r"cut\.csv\.gz: line (\d+): cannot read further", proc.stderr)
+    assert found, proc.stderr
     assert "Traceback" not in proc.stderr
     records = read_results(tmp_path / "cut.results.jsonl")
-    assert records and {r["status"] for r in records} <= {"updated", "unchanged"}
+    assert {r["status"] for r in records} <= {"updated", "unchanged"}
+    # every row before the break has its record; none after it
+    assert sorted(by_row(records)) == list(range(2, int(found.group(1))))
 
 
 def test_usage_errors_exit_2_with_one_line_and_send_nothing(sandbox, tmp_path: Path) -> None:

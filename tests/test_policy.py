@@ -1,4 +1,4 @@
-"""policy.py: the rate adapter's decisions and the breaker, with a fake clock."""
+"""pacing.py and policy.py: the rate adapter's decisions and the breaker, on an injected clock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from batchpatch import policy
-from batchpatch.policy import Breaker, RateAdapter
+from batchpatch.pacing import Pacer, RateAdapter
+from batchpatch.policy import Breaker, BreakerPolicy, RatePolicy
 
 
 class Clock:
@@ -19,10 +19,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(policy.time, "monotonic", fake)
-    return fake
+def clock() -> Clock:
+    return Clock()
 
 
 def tick(adapter: RateAdapter, clock: Clock, sent: int, refused: int) -> bool:
@@ -35,14 +33,14 @@ def tick(adapter: RateAdapter, clock: Clock, sent: int, refused: int) -> bool:
 
 
 def test_no_pushback_costs_nothing(clock: Clock) -> None:
-    adapter = RateAdapter(100)
+    adapter = RateAdapter(100, clock=clock)
     for _ in range(5):
         tick(adapter, clock, 100, 0)
     assert adapter.rate is None and adapter.cuts == 0
 
 
 def test_a_server_limit_is_found_and_held_just_under(clock: Clock) -> None:
-    adapter = RateAdapter(100)
+    adapter = RateAdapter(100, clock=clock)
     assert tick(adapter, clock, 100, 80)  # 20 accepted of 100: pause everyone, cut
     assert adapter.limit == pytest.approx(20, rel=0.05)
     assert adapter.rate == pytest.approx(18, rel=0.05)
@@ -52,7 +50,7 @@ def test_a_server_limit_is_found_and_held_just_under(clock: Clock) -> None:
 
 
 def test_random_429s_do_not_wear_the_rate_down(clock: Clock) -> None:
-    adapter = RateAdapter(100)
+    adapter = RateAdapter(100, clock=clock)
     rng = random.Random(1)
     for _ in range(120):  # two minutes of a gateway refusing ~5% whatever the pace
         sent = round(adapter.rate or 100)
@@ -62,7 +60,7 @@ def test_random_429s_do_not_wear_the_rate_down(clock: Clock) -> None:
 
 
 def test_a_cut_that_does_not_cure_is_undone(clock: Clock) -> None:
-    adapter = RateAdapter(100)
+    adapter = RateAdapter(100, clock=clock)
     tick(adapter, clock, 100, 12)  # looks like a limit...
     assert adapter.rate is not None
     tick(adapter, clock, 90, 11)  # ...but slowing down changed nothing: noise
@@ -71,12 +69,20 @@ def test_a_cut_that_does_not_cure_is_undone(clock: Clock) -> None:
 
 
 def test_breaker_opens_only_on_a_majority_of_foreign_failures() -> None:
-    breaker = Breaker(max_error_rate=0.5, window=50)
+    breaker = Breaker(BreakerPolicy(max_error_rate=0.5, window=50))
     assert all(breaker.record(i % 2 == 1) is None for i in range(50))  # exactly half: closed
     why = None
     for _ in range(10):
         why = why or breaker.record(True)
     assert why is not None and "--max-error-rate" in why
-    fresh = Breaker(0.5, 50)
+    fresh = Breaker(BreakerPolicy(0.5, 50))
     assert all(fresh.record(True) is None for _ in range(9))  # too few rows to judge
     assert fresh.record(True) is not None
+
+
+def test_a_pool_wide_pause_is_capped_like_retry_after(clock: Clock) -> None:
+    pacer = Pacer(RatePolicy(rate=0), clock=clock)
+    pacer.pause(100_000)
+    assert pacer.paused_until == clock.now + 120  # RetryPolicy.max_retry_after
+    pacer.pause(float("inf"))
+    assert pacer.paused_until == clock.now + 120

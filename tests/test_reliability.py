@@ -130,11 +130,14 @@ def test_breaker_opens_on_an_error_storm(sandbox, tmp_path: Path) -> None:
     assert total <= (10 + 4) * 2  # no request after the breaker opened
     summary = json.loads((tmp_path / "fixes.summary.json").read_text())
     assert summary["exit_code"] == 3 and summary["rows"] + summary["unfinished"] <= 50
-    # fixed, the same command with --resume completes the file
+    # fixed, the same command with --resume completes the file, and tries again the rows that
+    # failed for reasons not their own: one record per row, each row's final outcome
     sandbox.configure(fault_5xx=0.0)
     again = run_cli("run", fixes, *target_args(sandbox), "--resume")
-    assert again.returncode == 1  # the rows that failed before keep their records
-    assert len(by_row(read_results(tmp_path / "fixes.results.jsonl"))) == 50
+    assert again.returncode == 0, again.stderr
+    records = by_row(read_results(tmp_path / "fixes.results.jsonl"))
+    assert len(records) == 50 and {r["status"] for r in records.values()} == {"updated"}
+    assert_all_phones(sandbox, 50)
 
 
 def test_server_limit_below_rate_settles_under_it(sandbox_process, tmp_path: Path) -> None:
@@ -177,19 +180,39 @@ def test_fault_mix_every_row_updated_without_a_retry_storm(sandbox_process, tmp_
 def test_second_sigint_stops_at_once_with_a_readable_file(sandbox_process,
                                                          tmp_path: Path) -> None:
     n = 60
-    sandbox_process.reset(make_profiles(n), latency_ms=400)
+    sandbox_process.reset(make_profiles(n), latency_ms=20)
     fixes = phone_fixes(tmp_path, n)
     results = tmp_path / "fixes.results.jsonl"
-    proc = start_cli("run", fixes, *target_args(sandbox_process), "--grace", "60")
+    proc = start_cli("run", fixes, *target_args(sandbox_process), "--grace", "60",
+                     "--concurrency", "4")
     wait_for_records(results, 8, proc)
+    # from now on every answer takes 8 s: draining the rows in flight would take that long
+    sandbox_process.configure(latency_ms=8000)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)  # the first signal has been handled: rows in flight are draining
+    wait_for_line(proc, "SIGINT: finishing the rows in flight")
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
-    assert time.monotonic() - sent < 5  # far less than the 60 s grace
+    assert time.monotonic() - sent < 4  # far less than the 8 s a drain takes
     records = read_results(results)
     assert 8 <= len(records) < n
     summary = json.loads((tmp_path / "fixes.summary.json").read_text())
     assert summary["interrupted"] == "SIGINT" and summary["exit_code"] == 130
+    sandbox_process.configure(latency_ms=0)
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 30) -> str:
+    """Read the process's stderr until a line holding `text` (the earlier lines are kept in
+    `proc.early_stderr`)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"never saw {text!r}: {''.join(seen)}")

@@ -1,0 +1,260 @@
+"""Every option, declared once: its name, how a value is read, its default, its help, and which
+commands take it. The command line (cli.py), the environment (`BATCHPATCH_<NAME>`), a TOML file
+(`name = value`) and the Python API (`name=`) all go through these converters, so a value means
+the same wherever it comes from. Defaults that belong to a policy are read from the policy
+class, so each is written once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError
+from .secret import Secret
+from .settings import (
+    Credentials,
+    InputSpec,
+    Network,
+    Pacing,
+    Reporting,
+    RunMode,
+    TargetSpec,
+)
+
+__all__ = ["OPTIONS", "Option", "options_for"]
+
+Converter = Callable[[Any, str], Any]  # (raw value, where it came from) -> value
+
+
+def _bad(where: str, value: Any, what: str, secret: bool = False) -> UsageError:
+    shown = "***" if secret else repr(value)
+    return UsageError(f"{where} = {shown} is not {what}")
+
+
+def text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise _bad(where, value, "text")
+
+
+def secret(value: Any, where: str) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise _bad(where, value, "text", secret=True)
+    cleaned = value.strip()  # a token read with $(cat file) may keep a CR; a header cannot
+    if any(not c.isprintable() for c in cleaned):
+        raise UsageError(f"{where}: the value holds a control character (a line break?); "
+                         "give the secret alone")
+    return Secret(cleaned)
+
+
+def boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off", ""}:
+            return False
+    raise _bad(where, value, "true or false")
+
+
+def integer(minimum: int | None = None) -> Converter:
+    def convert(value: Any, where: str) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip("+-").isascii() \
+                and value.strip().lstrip("+-").isdigit():
+            number = int(value.strip())
+        if number is None:
+            raise _bad(where, value, "a whole number")
+        if minimum is not None and number < minimum:
+            raise UsageError(f"{where} must be at least {minimum} (got {number})")
+        return number
+    return convert
+
+
+def number(minimum: float | None = None, above: float | None = None,
+           maximum: float | None = None) -> Converter:
+    def convert(value: Any, where: str) -> float:
+        result: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            result = float(value)
+        elif isinstance(value, str):
+            try:
+                result = float(value.strip())
+            except ValueError:
+                result = None
+        if result is None or not math.isfinite(result):
+            raise _bad(where, value, "a finite number")
+        if minimum is not None and result < minimum:
+            raise UsageError(f"{where} must be {minimum:g} or more (got {result:g})")
+        if above is not None and result <= above:
+            raise UsageError(f"{where} must be more than {above:g} (got {result:g})")
+        if maximum is not None and result > maximum:
+            raise UsageError(f"{where} must be at most {maximum:g} (got {result:g})")
+        return result
+    return convert
+
+
+def choice(*allowed: str) -> Converter:
+    def convert(value: Any, where: str) -> str:
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise UsageError(f"{where} = {value!r}: choose {', '.join(allowed)}")
+    return convert
+
+
+def delimiter(value: Any, where: str) -> str:
+    """One character; `\\t` or `tab` (as typed on a command line or in a file) is a tab."""
+    raw = text(value, where)
+    shown = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(raw, raw)
+    if len(shown) != 1:
+        raise UsageError(f"{where} must be one character, or '\\t' for a tab (got {raw!r})")
+    return shown
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting of the tool."""
+
+    name: str
+    convert: Converter
+    default: Any
+    help: str
+    group: str
+    commands: frozenset[str]
+    #: the flag; None: the option has no flag of its own (set by another, e.g. -v)
+    flag: str | None = ""
+    short: str | None = None
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+    #: a switch: the flag stores this value (True, or False for a --no-... flag)
+    switch: bool | None = None
+    metavar: str | None = None
+
+    @property
+    def flag_name(self) -> str | None:
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def env_name(self) -> str:
+        return "BATCHPATCH_" + self.name.upper()
+
+    def help_text(self) -> str:
+        if self.default in (None, False, True) or self.switch is not None:
+            return self.help
+        return f"{self.help} (default {self.default:g})" if isinstance(self.default, float) \
+            else f"{self.help} (default {self.default})"
+
+
+# the defaults, read from the value objects that hold them
+_IN, _TARGET, _CREDS = InputSpec(), TargetSpec(), Credentials()
+_PACING, _NETWORK, _REPORTING, _MODE = Pacing(), Network(), Reporting(), RunMode()
+_RUN = frozenset({"run"})
+_ANY = frozenset({"run", "validate", "undo", "report"})
+_READ = frozenset({"run", "validate"})  # commands that read an input file
+_UNDO = frozenset({"run", "validate", "undo"})
+
+
+def _o(name: str, convert: Converter, default: Any, group: str, commands: frozenset[str],
+       help: str, **kw: Any) -> Option:
+    return Option(name, convert, default, help, group, commands, **kw)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # input
+    _o("format", choice("csv", "jsonl"), None, "input", _READ,
+       "input format (default: by the file name)", choices=("csv", "jsonl")),
+    _o("key_column", text, _IN.key_column, "input", _UNDO, "the column holding the profile key"),
+    _o("null_token", text, None, "input", _UNDO,
+       "a CSV cell equal to this sets the field to null"),
+    _o("delimiter", delimiter, _IN.delimiter, "input", _READ,
+       "CSV field separator (e.g. ';' or '\\t')"),
+    # target
+    _o("base_url", text, None, "target", _RUN, "API root, e.g. https://mc.adobe.io"),
+    _o("org", text, None, "target", _RUN, "Adobe organization id (e.g. acme-mkt-stage)"),
+    _o("resource", text, _TARGET.resource, "target", _RUN, "API path of the resource"),
+    _o("url_template", text, None, "target", _RUN,
+       "any REST API: a URL with {pkey}, e.g. https://api.example.com/v1/contacts/{pkey}"),
+    _o("lookup", text, None, "target", _RUN, "the key column is not the profile key: resolve "
+       "it through this lookup resource, e.g. byEmail (.../profile/byEmail?email=)"),
+    _o("lookup_param", text, None, "target", _RUN,
+       "the lookup's query parameter (default: from the name, byEmail -> email)"),
+    _o("lookup_url", text, None, "target", _RUN,
+       "any REST API: a lookup URL with {key} answering a list or {\"content\": [...]}"),
+    # auth
+    _o("token", secret, None, "auth", _RUN, "static bearer token (env BATCHPATCH_TOKEN)",
+       secret=True),
+    _o("api_key", secret, None, "auth", _RUN, "X-Api-Key header (env BATCHPATCH_API_KEY)",
+       secret=True),
+    _o("client_id", text, None, "auth", _RUN, "Adobe OAuth Server-to-Server client id"),
+    _o("client_secret", secret, None, "auth", _RUN,
+       "its client secret (env BATCHPATCH_CLIENT_SECRET)", secret=True),
+    _o("client_secret_file", text, None, "auth", _RUN, "read the client secret from this file"),
+    _o("ims_url", text, _CREDS.ims_url, "auth", _RUN, "IMS token endpoint"),
+    _o("scopes", text, _CREDS.scopes, "auth", _RUN, "comma-separated OAuth scopes"),
+    # pace
+    _o("concurrency", integer(minimum=1), _PACING.concurrency, "pace", _RUN,
+       "rows in flight at once"),
+    _o("rate", number(minimum=0), _PACING.rate.rate, "pace", _RUN,
+       "requests per second, all workers together; 0 = unlimited"),
+    _o("retries", integer(minimum=0), _PACING.retry.retries, "pace", _RUN,
+       "further attempts after a transient failure"),
+    _o("timeout", number(above=0), _PACING.timeouts.request, "pace", _RUN,
+       "seconds per request"),
+    _o("adaptive_rate", boolean, _PACING.rate.adaptive, "pace", _RUN,
+       "do not slow down below --rate when the server answers 429",
+       flag="--no-adaptive-rate", switch=False),
+    _o("max_error_rate", number(above=0, maximum=1), _PACING.breaker.max_error_rate, "pace",
+       _RUN, "abort (exit 3) when more than this share of recent rows fail for reasons not "
+       "their own"),
+    _o("error_window", integer(minimum=1), _PACING.breaker.window, "pace", _RUN,
+       "how many recent rows --max-error-rate looks at"),
+    _o("grace", number(minimum=0), _PACING.grace, "pace", _RUN,
+       "seconds to let rows in flight finish after SIGINT/SIGTERM"),
+    _o("max_body", integer(minimum=1024), _NETWORK.max_body, "pace", _RUN,
+       "the largest answer read, in bytes; a larger one fails the row"),
+    # output
+    _o("results", text, None, "output", _RUN, "results JSONL (default INPUT-NAME.results.jsonl)"),
+    _o("failures", text, None, "output", _RUN,
+       "failed rows, as in the input (default INPUT-NAME.failures.EXT)"),
+    _o("summary", text, None, "output", _RUN, "summary JSON (default INPUT-NAME.summary.json)"),
+    _o("quiet", boolean, _REPORTING.quiet, "output", _RUN, "no human summary on stderr",
+       short="-q", switch=True),
+    _o("log_format", choice("text", "json"), _REPORTING.log_format, "output", _ANY,
+       "text or json: one object a line, for log pipelines", choices=("text", "json")),
+    _o("log_level", choice("debug", "info", "warning", "error"), _REPORTING.log_level,
+       "output", _RUN, "log level", choices=("debug", "info", "warning", "error")),
+    _o("log_rows", boolean, _REPORTING.log_rows, "output", _RUN, "a log line per row (-v)",
+       flag=None),
+    _o("progress", choice("auto", "bar", "log", "off"), _REPORTING.progress, "output", _RUN,
+       "auto: a bar on a terminal, a log line every --progress-every seconds otherwise",
+       choices=("auto", "bar", "log", "off")),
+    _o("progress_every", number(above=0), _REPORTING.progress_every, "output", _RUN,
+       "seconds between progress log lines"),
+    # modes
+    _o("dry_run", boolean, _MODE.dry_run, "modes", _RUN,
+       "send only GETs; record what would change", switch=True),
+    _o("no_verify", boolean, _MODE.no_verify, "modes", _RUN,
+       "skip the read-back GET after a PATCH", switch=True),
+    _o("resume", boolean, _MODE.resume, "modes", _RUN,
+       "finish an interrupted run: skip rows that have a record", switch=True),
+    _o("limit", integer(minimum=1), _MODE.limit, "modes", _RUN, "process only the first N rows"),
+    _o("canary", integer(minimum=1), _MODE.canary, "modes", _RUN, "process the first N rows; if "
+       "any fails, stop (exit 3) before the rest of the file touches the API"),
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def options_for(command: str) -> list[Option]:
+    return [option for option in OPTIONS if command in option.commands]

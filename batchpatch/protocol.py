@@ -1,0 +1,185 @@
+"""The row protocol: one row against the API (lookup, GET, plan, PATCH, verify), returning its
+finished Outcome, built once.
+
+The mapping from what can go wrong to the row's status is here and only here:
+- a RowError carries its status (not_found, invalid, conflict, failed);
+- a TransientError that outlived its retries is `failed`, retryable (not the row's own fault);
+- an AbortRun is raised on: the run stops, and this row gets no record (--resume redoes it);
+- any other exception is a defect of ours or a surprise of the server's: the row is `failed`,
+  retryable, with the exception named, so that no worker ever dies with its row unrecorded.
+A row whose PATCH was sent keeps `changed` even when it then fails, so undo covers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .api import ApiClient, Attempts
+from .errors import AbortRun, Conflict, NotFound, Rejected, RowError, TransientError
+from .model import Outcome, Row, Status
+from .plan import Plan, check_readback, get_path, plan_patch, same, shown
+from .secret import redact
+from .target import Target
+
+__all__ = ["BeforeWrite", "RowMode", "RowProtocol"]
+
+#: called with (row, pkey, changed) just before a write is sent; may raise AbortRun
+BeforeWrite = Callable[[Row, str | None, dict[str, list[Any]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RowMode:
+    """The per-row switches of a run."""
+
+    dry_run: bool = False
+    no_verify: bool = False
+    null_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """How a row ended, before the bookkeeping of its attempts is added."""
+
+    status: Status
+    pkey: str | None = None
+    changed: dict[str, list[Any]] | None = None
+    error: str | None = None
+    mismatch: dict[str, list[Any]] | None = None
+    retryable: bool = False
+
+
+class _Progress:
+    """What a row has done so far; read when an error ends it early."""
+
+    __slots__ = ("pkey", "sent")
+
+    def __init__(self, pkey: str | None) -> None:
+        self.pkey = pkey
+        self.sent: dict[str, list[Any]] | None = None  # `changed` of a PATCH attempted
+
+
+class RowProtocol:
+    """Runs one row against the API; `process` never raises but AbortRun (and cancellation)."""
+
+    REREAD_DELAY = 0.5  # one more read-back after a mismatch, for servers slow to show a write
+
+    def __init__(
+        self,
+        client: ApiClient,
+        target: Target,
+        mode: RowMode,
+        before_write: BeforeWrite | None = None,
+        intents: dict[int, dict[str, list[Any]]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._mode = mode
+        self._before_write = before_write
+        self._intents = intents or {}
+        self._sleep = sleep
+
+    def reject(self, row: Row) -> Outcome:
+        """The outcome of a row the reader could not use."""
+        return Outcome(row.line, row.key, Status.INVALID, error=row.problem, raw=row.raw,
+                       finished_at=time.time())
+
+    async def process(self, row: Row) -> Outcome:
+        if row.problem is not None or row.key is None:
+            return self.reject(row)
+        started = time.perf_counter()
+        attempts = Attempts()
+        progress = _Progress(row.key)
+        try:
+            decision = await self._apply(row, attempts, progress)
+        except AbortRun:
+            raise
+        except RowError as exc:
+            decision = _Decision(exc.status, progress.pkey, progress.sent, exc.message,
+                                 exc.mismatch if isinstance(exc, Conflict) else None)
+        except TransientError as exc:
+            decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
+                                 f"{exc.message} (gave up after {attempts.count} attempts)",
+                                 retryable=True)
+        except Exception as exc:
+            decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
+                                 f"unexpected error: {type(exc).__name__}: {exc}",
+                                 retryable=True)
+        return Outcome(
+            row=row.line, pkey=decision.pkey, status=decision.status, changed=decision.changed,
+            http_status=attempts.http_status, attempts=attempts.count,
+            error=redact(decision.error) if decision.error else None,
+            elapsed_ms=(time.perf_counter() - started) * 1000, retries=attempts.retries,
+            rate_limited=attempts.rate_limited, finished_at=time.time(),
+            mismatch=decision.mismatch, retryable=decision.retryable, raw=row.raw)
+
+    async def _apply(self, row: Row, attempts: Attempts, progress: _Progress) -> _Decision:
+        assert row.key is not None
+        if self._target.lookup_template is not None:
+            url, profile = await self._look_up(row.key, attempts)
+            progress.pkey = profile.get("PKey", row.key)
+        else:
+            url = self._target.url_for(row.key)
+            profile = await self._client.get(url, attempts)
+        plan = plan_patch(profile, row.values, row.typed, self._mode.null_token)
+        landed = self._landed(row.line, profile, plan)
+        if not plan.changed:
+            if landed:  # an earlier run's write landed, its record was lost: it is done
+                return _Decision(Status.UPDATED, progress.pkey, landed)
+            return _Decision(Status.UNCHANGED, progress.pkey)
+        if self._mode.dry_run:
+            return _Decision(Status.DRY_RUN, progress.pkey, plan.changed)
+        changed = {**landed, **plan.changed}
+        if self._before_write is not None:
+            self._before_write(row, progress.pkey, changed)
+        progress.sent = changed
+        answer = await self._client.patch(url, plan.body, attempts)
+        if self._mode.no_verify:
+            return _Decision(Status.UPDATED, progress.pkey, changed)
+        return await self._verify(plan, self._target.follow(answer.get("href"), url), attempts,
+                                  progress.pkey, changed)
+
+    def _landed(self, line: int, profile: dict[str, Any], plan: Plan) -> dict[str, list[Any]]:
+        """The fields of an earlier run's journal entry for this row that the profile already
+        holds: that write landed, and these are its real before-values."""
+        intent = self._intents.get(line)
+        if not intent:
+            return {}
+        return {path: [before, after] for path, (before, after) in intent.items()
+                if path not in plan.changed and same(shown(get_path(profile, path)), after)}
+
+    async def _verify(self, plan: Plan, url: str, attempts: Attempts,
+                      pkey: str | None, changed: dict[str, list[Any]]) -> _Decision:
+        mismatch: dict[str, list[Any]] = {}
+        for reread in (False, True):
+            if reread:
+                await self._sleep(self.REREAD_DELAY)
+            try:
+                mismatch = check_readback(plan, await self._client.get(url, attempts))
+            except NotFound as exc:
+                return _Decision(Status.VERIFY_MISMATCH, pkey, changed,
+                                 f"read-back of {url} found nothing ({exc.message})")
+            if not mismatch:
+                return _Decision(Status.UPDATED, pkey, changed)
+        error = "read-back differs: " + "; ".join(
+            f"{name}: sent {sent!r}, found {found!r}" for name, (sent, found) in mismatch.items())
+        return _Decision(Status.VERIFY_MISMATCH, pkey, changed, error, mismatch)
+
+    async def _look_up(self, key: str, attempts: Attempts) -> tuple[str, dict[str, Any]]:
+        """The profile a lookup (e.g. byEmail) finds for `key`, and the URL to patch it at."""
+        found = await self._client.get_list(self._target.lookup_url(key), attempts)
+        if not found:
+            raise NotFound(f"no profile matches {key!r}", attempts.http_status)
+        if len(found) > 1:
+            raise Rejected(f"ambiguous: {len(found)} profiles match {key!r}",
+                           attempts.http_status)
+        profile = found[0]
+        pkey = profile.get("PKey")
+        if not isinstance(pkey, str) or not pkey:
+            raise Rejected(f"the lookup for {key!r} answered a profile with no PKey")
+        # Adobe: follow the href the API gave rather than building the URL by hand
+        return self._target.follow(profile.get("href"), self._target.url_for(pkey)), profile

@@ -28,6 +28,8 @@ class Counters:
     #: fed by the engine: rows taken from the input, and those an earlier run recorded
     rows_read: int = 0
     rows_resumed: int = 0
+    #: rows an earlier run recorded as retryable failures, tried again by this one
+    retried_from_earlier: int = 0
     #: fed by the writer: records in the results file, by status (earlier runs' included)
     statuses: Counter[Status] = field(default_factory=Counter)
     #: records written by this run

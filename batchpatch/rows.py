@@ -22,6 +22,7 @@ from typing import BinaryIO
 import orjson
 
 from .errors import InputBroken, UsageError
+from .failures import FailuresFile, RawFailures
 from .model import Row
 from .plan import GUARD_SUFFIX, REPLACE_SUFFIX, collisions
 
@@ -85,6 +86,10 @@ class InputFile:
     def __iter__(self) -> Iterator[Row]:
         assert self._rows is not None
         return self._rows
+
+    def failures_file(self, path: Path) -> FailuresFile:
+        """Where this input's failed rows go: the same format, so the file can be fed back."""
+        return RawFailures(path, self.header_raw)
 
     def close(self) -> None:
         if self.path != "-":

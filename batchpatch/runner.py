@@ -34,7 +34,7 @@ from .rows import InputFile, detect_format, open_input
 from .settings import Settings
 from .summary import RunEnd, Summary
 from .transport import AiohttpTransport, Transport
-from .writer import RawFailures, ResultsWriter
+from .writer import ResultsWriter
 
 __all__ = ["execute"]
 
@@ -56,6 +56,23 @@ def manifest_content(settings: Settings) -> dict[str, Any]:
         "dry_run": settings.mode.dry_run,
         "no_verify": settings.mode.no_verify,
         "null_token": spec.null_token,
+    }
+
+
+def settings_shown(settings: Settings) -> dict[str, Any]:
+    """What the run was asked to do, as the summary and the report show it (no secret)."""
+    pacing = settings.pacing
+    return {
+        "input": settings.input.path,
+        "target": settings.target.template,
+        "lookup": settings.target.lookup_template,
+        "rate": pacing.rate.rate,
+        "concurrency": pacing.concurrency,
+        "retries": pacing.retry.retries,
+        "timeout": pacing.timeouts.request,
+        "dry_run": settings.mode.dry_run,
+        "no_verify": settings.mode.no_verify,
+        "resume": settings.mode.resume,
     }
 
 
@@ -126,12 +143,12 @@ class _Run:
                  on_engine: Callable[[Engine], None] | None) -> Summary:
         s, outputs = self.settings, self.settings.outputs
         assert outputs is not None
-        started = time.monotonic()
+        started, self.started_at = time.monotonic(), time.time()
         journal = Journal(outputs.results)
         intents = journal.load() if self.prior is not None else {}
         outputs.results.parent.mkdir(parents=True, exist_ok=True)
         outputs.failures.parent.mkdir(parents=True, exist_ok=True)
-        failures = RawFailures(outputs.failures, self.source.header_raw)
+        failures = self.source.failures_file(outputs.failures)
         writer = ResultsWriter(outputs.results, failures, self.counters,
                                append=self.prior is not None, on_error=self._write_failed,
                                journal=None if s.mode.dry_run else journal)
@@ -175,13 +192,14 @@ class _Run:
             self._tidy(journal)
         return Summary(self.counters, self._end(engine, time.monotonic() - started),
                        s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
-                       outputs.summary)
+                       outputs.summary, settings_shown(s))
 
     def _emit(self, writer: ResultsWriter, outcome: Outcome) -> None:
         prior = self.prior
         if prior is not None:
             if (old := prior.status(outcome.row)) is not None:
                 writer.replaces(old)  # a retryable failure of an earlier run, tried again
+                self.counters.retried_from_earlier += 1
             prior.add(outcome.row, outcome.status, outcome.retryable)  # the row's final word
         writer.put(outcome)
 
@@ -198,7 +216,7 @@ class _Run:
         except UsageError:
             return
         try:
-            out = RawFailures(tmp, source.header_raw)
+            out = source.failures_file(tmp)
             try:
                 with contextlib.suppress(InputBroken):
                     for row in source:
@@ -241,7 +259,7 @@ class _Run:
             total = count_rows(spec.path, detect_format(spec.path, spec.format))
             left = None if total is None else max(0, total - c.records)
         return RunEnd(elapsed, engine.input_finished, engine.limited, engine.abort,
-                      self.received[0] if self.received else None, left)
+                      self.received[0] if self.received else None, left, self.started_at)
 
     def _start_progress(self) -> asyncio.Task[None] | None:
         s = self.settings

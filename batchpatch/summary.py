@@ -37,6 +37,10 @@ class RunEnd:
     interrupted: signal.Signals | None = None
     #: rows of the input with no record yet (None: the input cannot be counted cheaply)
     rows_without_record: int | None = 0
+    #: when the run started (seconds since the epoch)
+    started_at: float = 0.0
+    #: periods the target did not answer: {"start": epoch s, "seconds": s, "probes": n}
+    outages: tuple[dict[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class Summary:
     results: Path
     failures: Path
     path: Path
+    #: what the run was asked to do (target, input, pace), for the report
+    settings: dict[str, Any] | None = None
 
     @property
     def failed(self) -> int:
@@ -91,6 +97,10 @@ class Summary:
             "elapsed_s": round(elapsed, 3),
             "rows_per_s": round(processed / elapsed, 2) if elapsed else 0.0,
             "rows_without_record": end.rows_without_record,
+            "retried_from_earlier": c.retried_from_earlier,
+            "outages": list(end.outages),
+            "started_at": round(end.started_at, 3),
+            "settings": self.settings or {},
             "run_id": self.run_id,
             "results": str(self.results),
             "failures": str(self.failures),

@@ -22,53 +22,13 @@ import orjson
 
 from .counters import Counters
 from .errors import WriteFailed
+from .failures import FailuresFile
 from .model import WRITE_STATUSES, Outcome, Status
 from .resume import Journal
 
-__all__ = ["FailuresFile", "RawFailures", "ResultsWriter"]
+__all__ = ["ResultsWriter"]
 
 FSYNC_EVERY = 1.0
-
-
-class FailuresFile:
-    """Where failed rows go, in the input's own format."""
-
-    path: Path
-
-    def write(self, raw: bytes) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
-
-    def sync(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class RawFailures(FailuresFile):
-    """CSV and JSON Lines: the header line (CSV), then each failed row's exact bytes."""
-
-    def __init__(self, path: Path, header: bytes) -> None:
-        self.path = path
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
-        if header:
-            self._fh.write(header if header.endswith(b"\n") else header + b"\n")
-
-    def write(self, raw: bytes) -> None:
-        self._fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def sync(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def _why(exc: OSError) -> str:

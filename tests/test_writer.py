@@ -10,9 +10,10 @@ import pytest
 
 from batchpatch.counters import Counters
 from batchpatch.errors import WriteFailed
+from batchpatch.failures import RawFailures
 from batchpatch.model import Outcome, Status
 from batchpatch.resume import Journal
-from batchpatch.writer import RawFailures, ResultsWriter
+from batchpatch.writer import ResultsWriter
 
 FULL = Path("/dev/full")  # every write answers ENOSPC, as a full disk does
 

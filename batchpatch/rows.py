@@ -163,7 +163,7 @@ def _open_csv(source: InputFile) -> Iterator[Row]:
         raise UsageError(f"{source.path}: line 1: the header is not valid UTF-8")
     header = [name.strip() for name in header]
     if source.key_column not in header:
-        other = next((d for d in ";\t|" if d != source.delimiter and d in header[0]), None)
+        other = next((d for d in ",;\t|" if d != source.delimiter and d in header[0]), None)
         if len(header) == 1 and other:
             raise UsageError(f"{source.path}: line 1: no key column {source.key_column!r}; "
                              f"the header looks {other!r}-separated: try --delimiter "

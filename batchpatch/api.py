@@ -60,6 +60,10 @@ class Attempts:
     http_status: int | None = None
     rate_limited: int = 0
     retries: int = 0
+    #: failures to answer in a row (not yet known to be an outage), and those that were part
+    #: of an outage: the latter do not spend the retry budget
+    unanswered: int = 0
+    outage: int = 0
 
 
 class ApiClient:
@@ -114,9 +118,10 @@ class ApiClient:
             return await self._attempt(method, url, body, attempts)
         except TransientError as exc:
             first: TransientError | None = exc
+            outage = self._account(exc, attempts)
         retrying = AsyncRetrying(  # a new one per call: tenacity keeps per-call state
-            stop=self._stop,
-            wait=self._wait,
+            stop=lambda state: self._stop(state, attempts),
+            wait=lambda state: 0.0 if outage else self._wait(state),
             retry=retry_if_exception_type(TransientError),
             reraise=True,
             sleep=self._sleep,
@@ -128,13 +133,32 @@ class ApiClient:
                     raise failure
                 self._counters.retries += 1
                 attempts.retries += 1
-                return await self._attempt(method, url, body, attempts)
+                try:
+                    return await self._attempt(method, url, body, attempts)
+                except TransientError as exc:
+                    outage = self._account(exc, attempts)
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _stop(self, state: RetryCallState) -> bool:
+    def _account(self, exc: TransientError, attempts: Attempts) -> bool:
+        """Whether this failure is part of an outage (the gate pauses everyone; the row's
+        retry budget is not spent: its unanswered attempts since the last answer refunded)."""
+        if not (isinstance(exc, Unreachable) or exc.http_status in (502, 503, 504)):
+            attempts.unanswered = 0
+            return False
+        attempts.unanswered += 1
+        if not self._pacer.gate.down:
+            return False
+        attempts.outage += attempts.unanswered
+        attempts.unanswered = 0
+        return True
+
+    def _stop(self, state: RetryCallState, attempts: Attempts) -> bool:
+        """Out of retries: attempts made in an outage do not count (the gate bounds an outage,
+        with --max-outage)."""
         exc = state.outcome.exception() if state.outcome else None
         status = exc.http_status if isinstance(exc, TransientError) else None
-        return state.attempt_number > self._retry.limit_for(status)
+        return state.attempt_number - attempts.outage > self._retry.limit_for(status)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -163,7 +187,7 @@ class ApiClient:
             status = answer.status
             attempts.http_status = status
             retry_after = answer.headers.get("Retry-After")
-            self._pacer.on_answer(status == 429, parse_retry_after(retry_after))
+            self._pacer.on_answer(status, parse_retry_after(retry_after))
             if status == 401 and not refreshed:
                 await self._auth.unauthorized(generation, _said(answer))
                 refreshed = True
@@ -214,16 +238,14 @@ class ApiClient:
     async def _send(self, request: Request) -> Response:
         try:
             answer = await self._transport.send(request)
-        except TimedOut:
-            self._counters.request(request.method, "timeout")
-            self._pacer.on_answer(False, None)
+        except Unreachable as exc:
+            timed_out = isinstance(exc, TimedOut)
+            self._counters.request(request.method, "timeout" if timed_out else "error")
+            self._pacer.on_unreachable(exc.message)
             raise
-        except Unreachable:
+        except BaseException:
             self._counters.request(request.method, "error")
-            self._pacer.on_answer(False, None)
-            raise
-        except Exception:
-            self._counters.request(request.method, "error")
+            self._pacer.gate.release()  # a probe that ended neither way lets another go
             raise
         self._counters.request(request.method, str(answer.status))
         return answer

@@ -159,7 +159,7 @@ def load_settings(
             retry=RetryPolicy(retries=values["retries"]),
             timeouts=Timeouts(values["timeout"]),
             breaker=BreakerPolicy(values["max_error_rate"], values["error_window"]),
-            grace=values["grace"]),
+            grace=values["grace"], max_outage=values["max_outage"]),
         outputs=output_paths(values, str(input_path), input_format),
         mode=RunMode(values["dry_run"], values["no_verify"], values["resume"], values["limit"],
                      values["canary"]),

@@ -223,6 +223,8 @@ OPTIONS: tuple[Option, ...] = (
        "seconds to let rows in flight finish after SIGINT/SIGTERM"),
     _o("max_body", integer(minimum=1024), _NETWORK.max_body, "pace", _RUN,
        "the largest answer read, in bytes; a larger one fails the row"),
+    _o("max_outage", number(minimum=0), _PACING.max_outage, "pace", _RUN,
+       "seconds to wait, probing, while the target does not answer; then abort (exit 3)"),
     # output
     _o("results", text, None, "output", _RUN, "results JSONL (default INPUT-NAME.results.jsonl)"),
     _o("failures", text, None, "output", _RUN,

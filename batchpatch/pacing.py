@@ -11,6 +11,8 @@ Everything that reads the time takes a `clock` (default time.monotonic), so test
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -19,7 +21,9 @@ from aiolimiter import AsyncLimiter
 from .counters import Counters
 from .policy import RatePolicy, RetryPolicy
 
-__all__ = ["Clock", "Pacer", "RateAdapter", "make_limiter"]
+__all__ = ["Clock", "OutageGate", "Pacer", "RateAdapter", "make_limiter"]
+
+log = logging.getLogger("batchpatch")
 
 Clock = Callable[[], float]
 
@@ -34,13 +38,18 @@ def make_limiter(rate: float) -> AsyncLimiter:
     return AsyncLimiter(size, size / rate)
 
 
+_NOT_ANSWERING = frozenset({502, 503, 504})
+
+
 class Pacer:
     """The gate before every request attempt: global pause, adapted rate, then the ceiling.
 
     State: `_resume_at` is the clock time before which nobody sends (0: no pause)."""
 
     def __init__(self, policy: RatePolicy, counters: Counters | None = None,
-                 retry: RetryPolicy | None = None, clock: Clock = time.monotonic) -> None:
+                 retry: RetryPolicy | None = None, clock: Clock = time.monotonic,
+                 gate: OutageGate | None = None) -> None:
+        self.gate = gate or OutageGate(float("inf"), clock)
         self._ceiling = make_limiter(policy.rate) if policy.rate > 0 else None
         self._clock = clock
         self._resume_at = 0.0
@@ -54,6 +63,8 @@ class Pacer:
         return self._resume_at
 
     async def wait_turn(self) -> None:
+        if self.gate.down_since is not None:
+            await self.gate.wait()
         while (delay := self._resume_at - self._clock()) > 0:
             await asyncio.sleep(delay)
         if self.adapter is not None:
@@ -67,12 +78,20 @@ class Pacer:
         seconds = min(max(0.0, seconds), self._max_pause)
         self._resume_at = max(self._resume_at, self._clock() + seconds)
 
-    def on_answer(self, rate_limited: bool, retry_after: float | None) -> None:
-        """Feed every answer (or failure to answer) to the adapter."""
-        if self.adapter is None:
-            return
-        if self.adapter.record(rate_limited) and retry_after:
+    def on_answer(self, status: int, retry_after: float | None) -> None:
+        """Feed every HTTP answer to the adapter and the outage gate."""
+        if status in _NOT_ANSWERING:
+            self.gate.unreachable(f"HTTP {status}")
+        else:
+            self.gate.answered()
+        if self.adapter is not None and self.adapter.record(status == 429) and retry_after:
             self.pause(retry_after)
+
+    def on_unreachable(self, error: str) -> None:
+        """A request got no HTTP answer at all."""
+        self.gate.unreachable(error)
+        if self.adapter is not None:
+            self.adapter.record(False)
 
 
 class RateAdapter:
@@ -173,3 +192,115 @@ class RateAdapter:
         self._limiter = make_limiter(rate)
         low = self._counters.rate_lowest
         self._counters.rate_lowest = rate if low is None else min(low, rate)
+
+
+class OutageGate:
+    """Pauses the pool as a whole while the target does not answer, instead of letting every
+    row burn its retries: one probe at a time, spaced from PROBE_FIRST up to PROBE_MAX seconds;
+    full pace again as soon as anything answers. Past `max_outage` seconds every waiting
+    request raises OutageTooLong (the run aborts; --resume finishes it).
+
+    "Not answering" is: no HTTP answer (refused, reset, timed out, not HTTP) or 502/503/504.
+    A 500 is an answer (the breaker judges a storm of those). The gate closes after STREAK
+    such failures in a row across the pool, when nothing has answered for QUIET seconds.
+
+    State: `down_since` is None while open, else the clock time the outage began; `epoch`
+    counts outages begun; `_probing` is True while the one probe is out; `_next_probe` is the
+    clock time the next probe may go; `periods` lists the outages, for the summary.
+    """
+
+    STREAK = 3
+    QUIET = 1.0
+    PROBE_FIRST = 1.0
+    PROBE_GROWTH = 1.5
+    PROBE_MAX = 30.0
+
+    def __init__(self, max_outage: float = 900.0, clock: Clock = time.monotonic,
+                 wall: Clock = time.time) -> None:
+        self.max_outage = max_outage
+        self._clock = clock
+        self._wall = wall
+        self.down_since: float | None = None
+        self.epoch = 0
+        self.periods: list[dict[str, float]] = []
+        self._streak = 0
+        self._last_answer = clock()
+        self._probing = False
+        self._spacing = self.PROBE_FIRST
+        self._next_probe = 0.0
+        self._probes = 0
+        self._changed = asyncio.Event()
+        self.last_error = ""
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    async def wait(self) -> None:
+        """Return when a request may go: at once while open; during an outage, when this
+        caller is the next probe or the target answers again."""
+        from .errors import OutageTooLong
+
+        while self.down_since is not None:
+            now = self._clock()
+            if now - self.down_since > self.max_outage:
+                raise OutageTooLong(
+                    f"the target has not answered for {now - self.down_since:.0f} s "
+                    f"(--max-outage {self.max_outage:g}; last error: {self.last_error}); rows "
+                    "not decided have no record: run again with --resume when it is back")
+            if not self._probing and now >= self._next_probe:
+                self._probing = True
+                self._probes += 1
+                return
+            changed = self._changed
+            delay = self._next_probe - now if not self._probing else self.PROBE_MAX
+            delay = min(max(delay, 0.01), self.max_outage - (now - self.down_since) + 0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), delay)
+
+    def answered(self) -> None:
+        """Something answered (any HTTP status but 502/503/504)."""
+        self._streak = 0
+        self._last_answer = self._clock()
+        if self.down_since is not None:
+            seconds = self._clock() - self.down_since
+            self.periods.append({"start": round(self._wall() - seconds, 3),
+                                 "seconds": round(seconds, 3), "probes": self._probes})
+            log.warning("the target answers again after %.1f s of outage (%d probes); full "
+                        "pace again", seconds, self._probes)
+            self.down_since = None
+            self._probing = False
+            self._wake()
+
+    def unreachable(self, error: str) -> None:
+        """A request got no answer (or a 502/503/504)."""
+        self.last_error = error
+        self._streak += 1
+        now = self._clock()
+        if self.down_since is None:
+            if self._streak >= self.STREAK and now - self._last_answer >= self.QUIET:
+                self.down_since = now
+                self.epoch += 1
+                self._probes = 0
+                self._spacing = self.PROBE_FIRST
+                self._next_probe = now + self._spacing
+                self._probing = False
+                log.warning("the target stopped answering (%s); pausing every row: one probe "
+                            "at a time, for up to --max-outage %g s", error, self.max_outage)
+                self._wake()
+            return
+        if self._probing:  # the probe failed: wait longer before the next
+            self._probing = False
+            self._spacing = min(self._spacing * self.PROBE_GROWTH, self.PROBE_MAX)
+            self._next_probe = now + self._spacing
+            self._wake()
+
+    def release(self) -> None:
+        """The probe ended without an answer either way (cancelled): let another go."""
+        if self._probing:
+            self._probing = False
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -25,7 +25,7 @@ from .engine import Engine, Schedule
 from .errors import SIGNAL_EXIT, InputBroken, UsageError, WriteFailed
 from .model import Outcome
 from .outputs import check_outputs, write_json_atomic
-from .pacing import Pacer
+from .pacing import OutageGate, Pacer
 from .policy import Breaker
 from .progress import Progress, count_rows
 from .protocol import RowMode, RowProtocol
@@ -153,7 +153,8 @@ class _Run:
                                append=self.prior is not None, on_error=self._write_failed,
                                journal=None if s.mode.dry_run else journal)
         transport = self.transport or AiohttpTransport(s.network)
-        pacer = Pacer(s.pacing.rate, self.counters, s.pacing.retry)
+        self.gate = OutageGate(s.pacing.max_outage)
+        pacer = Pacer(s.pacing.rate, self.counters, s.pacing.retry, gate=self.gate)
         auth = make_auth(s, transport, self.counters)
         client = ApiClient(transport, auth, pacer, s.pacing.retry, self.counters,
                            timeout=None)
@@ -259,7 +260,8 @@ class _Run:
             total = count_rows(spec.path, detect_format(spec.path, spec.format))
             left = None if total is None else max(0, total - c.records)
         return RunEnd(elapsed, engine.input_finished, engine.limited, engine.abort,
-                      self.received[0] if self.received else None, left, self.started_at)
+                      self.received[0] if self.received else None, left, self.started_at,
+                      tuple(self.gate.periods))
 
     def _start_progress(self) -> asyncio.Task[None] | None:
         s = self.settings

@@ -106,6 +106,7 @@ class Pacing:
     timeouts: Timeouts = field(default_factory=Timeouts)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     grace: float = 30.0
+    max_outage: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,13 @@ def summary_text(summary: dict[str, Any]) -> str:
                  f"429s {summary['rate_limited']}")
     if summary.get("resumed_rows"):
         lines.append(f"resumed: {summary['resumed_rows']} rows kept from the earlier run")
+    if summary.get("retried_from_earlier"):
+        lines.append(f"retried: {summary['retried_from_earlier']} rows that an earlier run could "
+                     "not finish for reasons not their own")
+    if summary.get("outages"):
+        periods = ", ".join(f"{o['seconds']:.1f} s ({o['probes']} probes)"
+                            for o in summary["outages"])
+        lines.append(f"outages ridden out: {periods}")
     if summary.get("unfinished") or summary.get("aborted") or summary.get("interrupted"):
         left = summary.get("rows_without_record")
         left_text = f"~{left} rows have no record yet" if left is not None else (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakes import BASE, Sleeps, make_client
+from fakes import BASE, FAST_RETRY, Sleeps, make_client
 
 from batchpatch.answers import classify, parse_retry_after, unwrap, unwrap_list
 from batchpatch.api import Attempts
@@ -225,3 +225,24 @@ def test_target_urls_and_href_following() -> None:
     # no key addresses its parent
     assert custom.url_for("..") == "https://api.example.com/v1/contacts/%2E%2E?full=1"
     assert custom.url_for(".") == "https://api.example.com/v1/contacts/%2E?full=1"
+
+
+async def test_an_outage_does_not_spend_the_rows_retry_budget() -> None:
+    from test_policy import QuickGate
+
+    from batchpatch.api import ApiClient
+    from batchpatch.auth import StaticAuth
+    from batchpatch.pacing import Pacer
+    from batchpatch.policy import RatePolicy
+
+    gate = QuickGate.make()
+    refused = Unreachable("GET https://api.test failed: connection refused")
+    busy = respond(429, {"error_code": "429050", "message": "Too many requests"})
+    # 3 retries allowed: 10 attempts in the outage, then the row still has its 3 retries
+    transport = MemoryTransport.script(*[refused] * 10, busy, busy, busy,
+                                       respond(200, {"PKey": "@k"}))
+    client = ApiClient(transport, StaticAuth(None, None), Pacer(RatePolicy(0, False), gate=gate),
+                       FAST_RETRY, Counters(), sleep=Sleeps())
+    attempts = Attempts()
+    assert await client.get(URL, attempts) == {"PKey": "@k"}
+    assert attempts.count == 14 and not gate.down and len(gate.periods) == 1

@@ -86,3 +86,69 @@ def test_a_pool_wide_pause_is_capped_like_retry_after(clock: Clock) -> None:
     assert pacer.paused_until == clock.now + 120  # RetryPolicy.max_retry_after
     pacer.pause(float("inf"))
     assert pacer.paused_until == clock.now + 120
+
+
+class QuickGate:
+    """An OutageGate with probes a few milliseconds apart, on the real clock."""
+
+    @staticmethod
+    def make(max_outage: float = 5.0):
+        from batchpatch.pacing import OutageGate
+
+        class Gate(OutageGate):
+            QUIET = 0.0
+            PROBE_FIRST = 0.02
+            PROBE_MAX = 0.05
+
+        return Gate(max_outage)
+
+
+async def test_an_outage_lets_one_probe_through_at_a_time_and_reopens_on_an_answer() -> None:
+    import asyncio
+
+    gate = QuickGate.make()
+    for _ in range(3):
+        gate.unreachable("refused")
+    assert gate.down and gate.epoch == 1
+    passed: list[int] = []
+
+    async def worker(i: int) -> None:
+        await gate.wait()
+        passed.append(i)
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(5)]
+    while not passed:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.03)
+    assert len(passed) == 1  # one probe; the others wait for it
+    gate.unreachable("refused")  # the probe failed: the next one goes later
+    while len(passed) < 2:
+        await asyncio.sleep(0.005)
+    assert len(passed) == 2
+    gate.answered()  # the target is back: everyone goes
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert sorted(passed) == list(range(5)) and not gate.down
+    assert len(gate.periods) == 1 and gate.periods[0]["probes"] == 2
+
+
+async def test_an_outage_longer_than_max_outage_aborts_the_waiters() -> None:
+    from batchpatch.errors import OutageTooLong
+
+    gate = QuickGate.make(max_outage=0.1)
+    for _ in range(3):
+        gate.unreachable("HTTP 503")
+    with pytest.raises(OutageTooLong, match="--max-outage"):
+        for _ in range(100):  # each probe fails
+            await gate.wait()
+            gate.unreachable("HTTP 503")
+
+
+def test_a_500_storm_is_not_an_outage() -> None:
+    gate = QuickGate.make()
+    pacer = Pacer(RatePolicy(rate=0), gate=gate)
+    for _ in range(50):
+        pacer.on_answer(500, None)
+    assert not gate.down
+    for _ in range(3):
+        pacer.on_answer(503, None)
+    assert gate.down

@@ -24,8 +24,8 @@ __all__ = ["main"]
 log = logging.getLogger("batchpatch")
 
 _GROUPS = {"input": "input", "target": "target",
-           "auth": "auth (secrets: prefer the environment or a file)", "pace": "pace",
-           "output": "output", "modes": "modes"}
+           "auth": "auth (secrets: prefer the environment or a file)",
+           "network": "network", "pace": "pace", "output": "output", "modes": "modes"}
 #: flags that are not settings: they say how to read the settings, or what to do with them
 _NOT_SETTINGS = {"command", "config", "profile", "verbose", "print_config", "input",
                  "results_file", "output"}
@@ -144,7 +144,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         import orjson
 
+        from .network import network_shown
+
         shown = settings.shown()
+        shown["network"] = network_shown(settings)
         shown["sources"] = settings.sources
         sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK

@@ -149,7 +149,8 @@ def load_settings(
         target_spec=_target(values),
         credentials=Credentials(values["token"], values["api_key"], values["client_id"],
                                 values["client_secret"], values["ims_url"], values["scopes"]),
-        network=Network(max_body=values["max_body"],
+        network=Network(proxy=values["proxy"], ca_bundle=values["ca_bundle"],
+                        max_body=values["max_body"],
                         request_timeout=values["timeout"],
                         connect_timeout=Timeouts(values["timeout"]).connect,
                         pool_size=values["concurrency"] + 4),
@@ -223,6 +224,21 @@ def check_url(url: str, flag: str, placeholder: str | None = None) -> None:
         raise UsageError(f"{flag}: {placeholder} must be in the path or query, not the host")
 
 
+def check_ca_bundle(path: str) -> None:
+    """A PEM file ssl can load, else UsageError naming it."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise UsageError(f"--ca-bundle {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--ca-bundle {path}: is a directory, not a PEM file") from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UsageError(f"--ca-bundle {path}: not a PEM file of certificates ({exc})") \
+            from None
+
+
 def _check(s: Settings) -> None:
     t, c = s.target_spec, s.credentials
     if t.url_template:
@@ -249,6 +265,8 @@ def _check(s: Settings) -> None:
                          "BATCHPATCH_CLIENT_SECRET")
     if c.client_secret and not c.client_id:
         raise UsageError("a client secret needs --client-id")
+    if s.network.ca_bundle:
+        check_ca_bundle(s.network.ca_bundle)
     if s.mode.resume and s.input.path == "-":
         raise UsageError("--resume needs an input file, not standard input")
 

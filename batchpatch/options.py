@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .errors import UsageError
 from .secret import Secret
@@ -101,6 +102,23 @@ def number(minimum: float | None = None, above: float | None = None,
             raise UsageError(f"{where} must be at most {maximum:g} (got {result:g})")
         return result
     return convert
+
+
+def proxy_url(value: Any, where: str) -> str:
+    """An http:// proxy URL; its password becomes a secret of the run (masked everywhere)."""
+    raw = text(value, where).strip()
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UsageError(f"{where}: not a valid proxy URL ({exc})") from None
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise UsageError(f"{where} must look like http://[user:pass@]host:port (an HTTP "
+                         "proxy; HTTPS goes through it with CONNECT)")
+    if parts.password:
+        Secret(unquote(parts.password))
+        Secret(parts.password)
+    return raw
 
 
 def choice(*allowed: str) -> Converter:
@@ -202,6 +220,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("client_secret_file", text, None, "auth", _RUN, "read the client secret from this file"),
     _o("ims_url", text, _CREDS.ims_url, "auth", _RUN, "IMS token endpoint"),
     _o("scopes", text, _CREDS.scopes, "auth", _RUN, "comma-separated OAuth scopes"),
+    # network
+    _o("proxy", proxy_url, _NETWORK.proxy, "network", _RUN,
+       "HTTP proxy for the API and IMS: http://[user:pass@]host:port (default: HTTPS_PROXY / "
+       "HTTP_PROXY, minus NO_PROXY)"),
+    _o("ca_bundle", text, _NETWORK.ca_bundle, "network", _RUN,
+       "PEM file of CA certificates to trust (default: the system's, or SSL_CERT_FILE)"),
     # pace
     _o("concurrency", integer(minimum=1), _PACING.concurrency, "pace", _RUN,
        "rows in flight at once"),

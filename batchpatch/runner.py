@@ -25,6 +25,7 @@ from .engine import Engine, Schedule
 from .errors import SIGNAL_EXIT, InputBroken, UsageError, WriteFailed
 from .model import Outcome
 from .outputs import check_outputs, write_json_atomic
+from .network import register_env_proxy_secrets
 from .pacing import OutageGate, Pacer
 from .policy import Breaker
 from .progress import Progress, count_rows
@@ -94,6 +95,7 @@ async def execute(
 ) -> dict[str, Any]:
     """Run the job; returns the summary. Raises UsageError before anything is sent."""
     run_id = run_id or uuid.uuid4().hex[:12]
+    register_env_proxy_secrets()
     assert settings.outputs is not None
     check_outputs(settings.input.path, settings.outputs)
     spec = settings.input

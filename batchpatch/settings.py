@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .policy import BreakerPolicy, RatePolicy, RetryPolicy, Timeouts
-from .secret import Secret
+from .secret import Secret, redact
 from .target import DEFAULT_RESOURCE, Target
 
 __all__ = ["DEFAULT_IMS_URL", "DEFAULT_MAX_BODY", "DEFAULT_SCOPES", "Credentials", "InputSpec",
@@ -167,5 +167,6 @@ class Settings:
 
     def shown(self) -> dict[str, Any]:
         """The settings as a plain dict, secrets masked (for --print-config)."""
-        return {name: "***" if isinstance(value, Secret) else value
+        return {name: "***" if isinstance(value, Secret) else
+                redact(value) if isinstance(value, str) else value
                 for name, value in self.values.items()}

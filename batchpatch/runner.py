@@ -24,8 +24,8 @@ from .counters import Counters
 from .engine import Engine, Schedule
 from .errors import SIGNAL_EXIT, InputBroken, UsageError, WriteFailed
 from .model import Outcome
-from .outputs import check_outputs, write_json_atomic
 from .network import register_env_proxy_secrets
+from .outputs import check_outputs, write_json_atomic
 from .pacing import OutageGate, Pacer
 from .policy import Breaker
 from .progress import Progress, count_rows

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from .answers import (
     BAD_JSON,
@@ -96,33 +96,58 @@ class ApiClient:
 
     async def get(self, url: str, attempts: Attempts) -> dict[str, Any]:
         """The profile at `url`, bare or wrapped in {"content": [...]}."""
-        data, status = await self._call("GET", url, None, attempts)
-        return unwrap(data, status)
+        data, answer = await self._call("GET", url, None, attempts)
+        return unwrap(data, answer.status)
+
+    async def get_json(self, url: str, attempts: Attempts) -> Any:
+        """Whatever JSON a GET answers (the resource metadata, for one)."""
+        data, _ = await self._call("GET", url, None, attempts)
+        return data
 
     async def get_list(self, url: str, attempts: Attempts) -> list[dict[str, Any]]:
         """The records a lookup (e.g. byEmail) answers, from {"content": [...]} or a list."""
-        data, status = await self._call("GET", url, None, attempts)
-        return unwrap_list(data, status)
+        data, answer = await self._call("GET", url, None, attempts)
+        return unwrap_list(data, answer.status)
 
     async def patch(self, url: str, body: dict[str, Any], attempts: Attempts) -> dict[str, Any]:
         """Send a partial update; the answer ({"PKey","href"} or the resource), {} when empty."""
         data, _ = await self._call("PATCH", url, orjson.dumps(body), attempts)
         return data if isinstance(data, dict) else {}  # 204 No Content, or a bare value
 
+    async def post(self, url: str, body: dict[str, Any],
+                   attempts: Attempts) -> tuple[dict[str, Any], str | None]:
+        """Create: the answer (e.g. {"PKey", "href"}) and its Location header. Retried only
+        when the request surely did not land (429, a connection refused): never twice."""
+        data, answer = await self._call("POST", url, orjson.dumps(body), attempts)
+        return (data if isinstance(data, dict) else {}), answer.headers.get("Location")
+
+    async def delete(self, url: str, attempts: Attempts) -> None:
+        """Delete what is at `url` (NotFound if nothing is)."""
+        await self._call("DELETE", url, None, attempts)
+
+    def _retryable(self, method: str, exc: BaseException) -> bool:
+        if not isinstance(exc, TransientError):
+            return False
+        if method != "POST":
+            return True
+        return isinstance(exc, RateLimited) or (isinstance(exc, Unreachable) and not exc.sent)
+
     async def _call(self, method: str, url: str, body: bytes | None,
-                    attempts: Attempts) -> tuple[Any, int]:
+                    attempts: Attempts) -> tuple[Any, Response]:
         # The first attempt runs bare: building tenacity's machinery for every request costs
         # more than the request itself on a fast API. Only a transient failure enters the retry
         # loop, whose attempt 1 replays that failure, so numbering, stop and wait stay exact.
         try:
             return await self._attempt(method, url, body, attempts)
         except TransientError as exc:
+            if not self._retryable(method, exc):
+                raise _not_retried(exc) from None
             first: TransientError | None = exc
             outage = self._account(exc, attempts)
         retrying = AsyncRetrying(  # a new one per call: tenacity keeps per-call state
             stop=lambda state: self._stop(state, attempts),
             wait=lambda state: 0.0 if outage else self._wait(state),
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(lambda exc: self._retryable(method, exc)),
             reraise=True,
             sleep=self._sleep,
         )
@@ -136,6 +161,8 @@ class ApiClient:
                 try:
                     return await self._attempt(method, url, body, attempts)
                 except TransientError as exc:
+                    if not self._retryable(method, exc):
+                        raise _not_retried(exc) from None
                     outage = self._account(exc, attempts)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -175,7 +202,7 @@ class ApiClient:
         return self._headers[with_body]
 
     async def _attempt(self, method: str, url: str, body: bytes | None,
-                       attempts: Attempts) -> tuple[Any, int]:
+                       attempts: Attempts) -> tuple[Any, Response]:
         refreshed = False
         hops = 0
         while True:
@@ -199,7 +226,7 @@ class ApiClient:
                 data = parse_json(answer.body)
                 if data is BAD_JSON:
                     raise ServerBusy(f"HTTP {status} with a body that is not JSON", status)
-                return data, status
+                return data, answer
             if status in _REDIRECTS:
                 url = self._redirect(method, url, answer, hops)
                 hops += 1
@@ -249,6 +276,12 @@ class ApiClient:
             raise
         self._counters.request(request.method, str(answer.status))
         return answer
+
+
+def _not_retried(exc: TransientError) -> Rejected:
+    """A create that failed in a way that may have landed: not sent again."""
+    return Rejected(f"{exc.message}; the create may have landed, so it is not sent again: "
+                    "check whether the profile exists", exc.http_status)
 
 
 def _said(answer: Response) -> str:

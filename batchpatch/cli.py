@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from . import __version__
-from .errors import EXIT_OK, EXIT_SIGINT, EXIT_USAGE, UsageError
+from .errors import EXIT_ABORTED, EXIT_OK, EXIT_SIGINT, EXIT_USAGE, AbortRun, UsageError
 from .options import Option, options_for
 
 __all__ = ["main"]
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "duplicate keys, and how each column will be read. Exit 0: no problems; 1: problems; "
         "2: the file cannot be used at all.")
     validate.add_argument("input")
+    validate.add_argument("--online", action="store_true",
+                          help="also check the columns against the API's schema (one metadata "
+                          "request with the target and credentials flags; no profile request)")
     _add_options(validate, "validate")
     undo = sub.add_parser(
         "undo", help="write an input file that restores what a run changed",
@@ -92,7 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results_file", metavar="results", help="a results .jsonl file")
     report.add_argument("-o", "--output", help="report.html or report.md (default: Markdown "
                         "on standard output)")
+    report.add_argument("--summary", metavar="PATH", help="the run's summary JSON (default: "
+                        "STEM.summary.json beside STEM.results.jsonl)")
     _add_options(report, "report")
+    delete = sub.add_parser(
+        "delete", help="delete the profiles an undo listed as created",
+        description="Delete each profile FILE lists (PKey,href: the .delete.csv that "
+        "`batchpatch undo` writes when a run created profiles), with run's target, credentials, "
+        "pacing, resume and results. Nothing is ever deleted but by this command.")
+    delete.add_argument("input", metavar="FILE", help="a .delete.csv from batchpatch undo")
+    _add_options(delete, "delete")
     _sandbox_parser(sub)
     return parser
 
@@ -132,16 +144,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .summary import summary_text
 
     options = _settings_flags(args)
-    if args.verbose:
+    if getattr(args, "verbose", 0):
         options["log_rows"] = True
         if args.verbose > 1:
             options["log_level"] = "debug"
     settings = load_settings({"input": args.input, **options}, config=args.config,
-                             profile=args.profile)
+                             profile=args.profile, command=args.command)
     run_id = uuid.uuid4().hex[:12]
     reporting = settings.reporting
     _setup_logging(reporting.log_level, reporting.log_format, run_id)
-    if args.print_config:
+    if getattr(args, "print_config", False):
         import orjson
 
         from .network import network_shown
@@ -153,7 +165,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     # a file-size limit must fail a write (and stop the run cleanly), not kill the process
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    summary = _asyncio_run(execute(settings, handle_signals=True, run_id=run_id))
+    summary = _asyncio_run(execute(settings, handle_signals=True, run_id=run_id,
+                                   command=args.command))
     if reporting.log_format == "json":  # every stderr line stays one JSON object
         if summary["aborted"]:
             log.error("aborted: %s", summary["aborted"], extra={"event": "aborted"})
@@ -185,6 +198,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
     v = _values("validate", args)
+    if v["fields"] is not None or args.online:
+        from .config import load_settings
+        from .metadata import check_fields, input_columns
+
+        settings = load_settings({"input": args.input, **_settings_flags(args)},
+                                 config=args.config, profile=args.profile, command="validate")
+        columns = input_columns(settings)
+        if v["fields"] is not None:
+            check_fields(v["fields"], columns, args.input)
+        if args.online:
+            from .metadata import check_online
+
+            print(_asyncio_run(check_online(settings, columns)))
     result = validate(args.input, v["format"], v["key_column"], v["null_token"], v["delimiter"])
     print(result.text(v["null_token"]))
     return EXIT_OK if result.ok else 1
@@ -195,12 +221,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from .report import build_report, render
 
+    summary = vars(args).pop("summary")  # a file to read, not a setting
     _values("report", args)
     out = Path(args.output) if args.output else None
     if out is not None and out.is_dir():
         raise UsageError(f"-o {out}: is a directory; give a file name (report.html or "
                          "report.md)")
-    text = render(build_report(Path(args.results_file)), out)
+    text = render(build_report(Path(args.results_file), Path(summary) if summary else None), out)
     if out is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -216,7 +243,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_undo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .undo import DEFAULT_NULL_TOKEN, collect_changes, write_undo
+    from .undo import DEFAULT_NULL_TOKEN, collect_changes, delete_list_path, write_undo
 
     v = _values("undo", args)
     null_token = v["null_token"] or DEFAULT_NULL_TOKEN
@@ -224,10 +251,15 @@ def _cmd_undo(args: argparse.Namespace) -> int:
     changes = collect_changes(Path(args.results_file))
     for warning in write_undo(changes, out, v["key_column"], null_token):
         print(f"batchpatch: warning: {warning}", file=sys.stderr)
-    fields = sum(len(f) for f in changes.values())
+    fields = sum(len(f) for f in changes.fields.values())
     extra = f" --null-token '{null_token}'" if out.name.endswith((".csv", ".csv.gz")) else ""
-    print(f"batchpatch: wrote {len(changes)} rows ({fields} fields) to {out}; apply it with: "
-          f"batchpatch run {out}{extra} ... (same target)", file=sys.stderr)
+    print(f"batchpatch: wrote {len(changes.fields)} rows ({fields} fields) to {out}; apply it "
+          f"with: batchpatch run {out}{extra} ... (same target)", file=sys.stderr)
+    if changes.created:
+        listed = delete_list_path(out)
+        print(f"batchpatch: the run created {len(changes.created)} profiles, listed in "
+              f"{listed}; remove them with: batchpatch delete {listed} ... (same target)",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -256,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging("info", "json" if _json_logs(argv) else "text")
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "undo": _cmd_undo,
-                "report": _cmd_report, "sandbox": _cmd_sandbox}
+                "report": _cmd_report, "sandbox": _cmd_sandbox, "delete": _cmd_run}
     try:
         return handlers[args.command](args)
     except UsageError as exc:
@@ -264,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _usage_error(f"batchpatch: error: {redact(exc.message)}", _json_logs(argv))
         return EXIT_USAGE
+    except AbortRun as exc:  # validate --online: the API refused the credentials, say
+        from .secret import redact
+
+        _usage_error(f"batchpatch: aborted: {redact(exc.message)}", _json_logs(argv))
+        return EXIT_ABORTED
     except KeyboardInterrupt:
         return EXIT_SIGINT
 

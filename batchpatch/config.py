@@ -87,7 +87,7 @@ def load_values(
     if profile and not config:
         raise UsageError("--profile needs --config (the file that holds [profiles.NAME])")
     wanted = {option.name: option for option in options_for(command)}
-    values: dict[str, Any] = {name: option.default for name, option in wanted.items()}
+    values: dict[str, Any] = {name: option.default for name, option in BY_NAME.items()}
     sources = dict.fromkeys(wanted, "default")
     layers: list[tuple[str, dict[str, tuple[Any, str]]]] = []
     if config:
@@ -132,15 +132,17 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     config: str | None = None,
     profile: str | None = None,
+    command: str = "run",
 ) -> Settings:
-    """The settings of `batchpatch run`: merged, validated, grouped."""
+    """The settings of `batchpatch run` (or of another command that talks to the API, with
+    its options and the defaults of the rest): merged, validated, grouped."""
     from .rows import detect_format
 
     options = dict(options)
     input_path = options.pop("input", None)
     if input_path is None:
         raise UsageError("no input file given")
-    values, sources = load_values("run", options, env, config, profile)
+    values, sources = load_values(command, options, env, config, profile)
     _resolve_client_secret(values, sources)
     input_format = detect_format(str(input_path), values["format"])
     settings = Settings(
@@ -163,9 +165,12 @@ def load_settings(
             grace=values["grace"], max_outage=values["max_outage"]),
         outputs=output_paths(values, str(input_path), input_format),
         mode=RunMode(values["dry_run"], values["no_verify"], values["resume"], values["limit"],
-                     values["canary"]),
+                     values["canary"], values["on_missing"], values["create_url"],
+                     values["max_changes"], values["fields"]),
         reporting=Reporting(values["quiet"], values["log_format"], values["log_level"],
                             values["log_rows"], values["progress"], values["progress_every"]),
+        schema=values["schema"],
+        notify=values["notify"],
         values={"input": str(input_path), **values},
         sources={"input": "flag", **{k: v for k, v in sources.items() if v != "default"}},
     )
@@ -265,6 +270,13 @@ def _check(s: Settings) -> None:
                          "BATCHPATCH_CLIENT_SECRET")
     if c.client_secret and not c.client_id:
         raise UsageError("a client secret needs --client-id")
+    if s.mode.create_url:
+        check_url(s.mode.create_url, "--create-url")
+    if s.mode.on_missing == "create" and t.url_template and not s.mode.create_url:
+        raise UsageError("--on-missing create with --url-template needs --create-url (where "
+                         "a new profile is POSTed)")
+    if s.notify:
+        check_url(s.notify, "--notify")
     if s.network.ca_bundle:
         check_ca_bundle(s.network.ca_bundle)
     if s.mode.resume and s.input.path == "-":

@@ -34,6 +34,8 @@ class Counters:
     statuses: Counter[Status] = field(default_factory=Counter)
     #: records written by this run
     recorded: int = 0
+    #: writes (PATCH or create) this run sent, counted before each goes out
+    writes: int = 0
     changed_fields: Counter[str] = field(default_factory=Counter)
 
     def request(self, method: str, label: str) -> None:

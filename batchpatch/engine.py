@@ -19,12 +19,16 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .counters import Counters
 from .errors import AbortRun, BreakerOpen, CanaryFailed, InputBroken
 from .model import Outcome, Row, Status
 from .policy import Breaker
 from .protocol import RowProtocol
+
+if TYPE_CHECKING:
+    from .delete import DeleteProtocol
 from .resume import PriorResults
 
 __all__ = ["Engine", "Schedule"]
@@ -49,7 +53,7 @@ class Engine:
 
     def __init__(
         self,
-        protocol: RowProtocol,
+        protocol: RowProtocol | DeleteProtocol,
         emit: Callable[[Outcome], None],
         schedule: Schedule,
         breaker: Breaker,

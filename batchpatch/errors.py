@@ -158,7 +158,13 @@ class ServerBusy(TransientError):
 
 class Unreachable(TransientError):
     """No HTTP answer at all: the connection was refused, reset or timed out, or the bytes
-    were not HTTP. Many of these in a row, across the pool, mean an outage."""
+    were not HTTP. Many of these in a row, across the pool, mean an outage. `sent` is False
+    when the request surely never reached the server (the connection was refused)."""
+
+    def __init__(self, message: str, http_status: int | None = None,
+                 retry_after: float | None = None, sent: bool = True) -> None:
+        super().__init__(message, http_status, retry_after)
+        self.sent = sent
 
 
 class TimedOut(Unreachable):

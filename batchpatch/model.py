@@ -28,6 +28,12 @@ class Status(enum.StrEnum):
     VERIFY_MISMATCH = "verify_mismatch"
     #: the profile did not hold a `field@expected` value the row required; nothing sent
     CONFLICT = "conflict"
+    #: the profile did not exist and `--on-missing create` created it (verified)
+    CREATED = "created"
+    #: the profile did not exist and `--on-missing skip` left it
+    SKIPPED = "skipped"
+    #: `batchpatch delete` removed the profile
+    DELETED = "deleted"
 
     @property
     def is_failure(self) -> bool:
@@ -38,7 +44,7 @@ FAILURE_STATUSES = frozenset(
     {Status.NOT_FOUND, Status.INVALID, Status.FAILED, Status.VERIFY_MISMATCH, Status.CONFLICT}
 )
 #: statuses of rows whose write reached the API
-WRITE_STATUSES = frozenset({Status.UPDATED, Status.VERIFY_MISMATCH})
+WRITE_STATUSES = frozenset({Status.UPDATED, Status.VERIFY_MISMATCH, Status.CREATED})
 
 
 @dataclass(slots=True)
@@ -79,6 +85,10 @@ class Outcome:
     mismatch: dict[str, list[Any]] | None = None
     #: a failure that was not the row's own (transient errors that exhausted their retries)
     retryable: bool = False
+    #: a profile created by the row: where it lives; and "create" when a create was (or, in a
+    #: dry run, would be) sent rather than a PATCH
+    href: str | None = None
+    action: str | None = None
     raw: bytes = field(default=b"", repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -97,4 +107,8 @@ class Outcome:
         }
         if self.mismatch is not None:
             rec["mismatch"] = self.mismatch
+        if self.action is not None:
+            rec["action"] = self.action
+        if self.href is not None:
+            rec["href"] = self.href
         return rec

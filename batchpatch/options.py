@@ -121,6 +121,15 @@ def proxy_url(value: Any, where: str) -> str:
     return raw
 
 
+def field_list(value: Any, where: str) -> tuple[str, ...]:
+    """`a,b,c` (or a TOML list of names)."""
+    items = value if isinstance(value, list | tuple) else text(value, where).split(",")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if not names or not all(isinstance(item, str) for item in items):
+        raise _bad(where, value, "a comma-separated list of field names")
+    return names
+
+
 def choice(*allowed: str) -> Converter:
     def convert(value: Any, where: str) -> str:
         if isinstance(value, str) and value in allowed:
@@ -178,9 +187,13 @@ class Option:
 _IN, _TARGET, _CREDS = InputSpec(), TargetSpec(), Credentials()
 _PACING, _NETWORK, _REPORTING, _MODE = Pacing(), Network(), Reporting(), RunMode()
 _RUN = frozenset({"run"})
-_ANY = frozenset({"run", "validate", "undo", "report"})
+_WRITE = frozenset({"run", "delete"})  # commands that write through the API
+_ONLINE = frozenset({"run", "validate", "delete"})  # commands that may talk to the API
+_ANY = frozenset({"run", "validate", "undo", "report", "delete"})
 _READ = frozenset({"run", "validate"})  # commands that read an input file
+_READ_ALL = _READ | {"delete"}
 _UNDO = frozenset({"run", "validate", "undo"})
+_UNDO_ALL = _UNDO | {"delete"}
 
 
 def _o(name: str, convert: Converter, default: Any, group: str, commands: frozenset[str],
@@ -190,91 +203,106 @@ def _o(name: str, convert: Converter, default: Any, group: str, commands: frozen
 
 OPTIONS: tuple[Option, ...] = (
     # input
-    _o("format", choice("csv", "jsonl"), None, "input", _READ,
-       "input format (default: by the file name)", choices=("csv", "jsonl")),
-    _o("key_column", text, _IN.key_column, "input", _UNDO, "the column holding the profile key"),
+    _o("format", choice("csv", "jsonl", "parquet"), None, "input", _READ_ALL,
+       "input format (default: by the file name)", choices=("csv", "jsonl", "parquet")),
+    _o("key_column", text, _IN.key_column, "input", _UNDO_ALL,
+       "the column holding the profile key"),
     _o("null_token", text, None, "input", _UNDO,
        "a CSV cell equal to this sets the field to null"),
     _o("delimiter", delimiter, _IN.delimiter, "input", _READ,
        "CSV field separator (e.g. ';' or '\\t')"),
     # target
-    _o("base_url", text, None, "target", _RUN, "API root, e.g. https://mc.adobe.io"),
-    _o("org", text, None, "target", _RUN, "Adobe organization id (e.g. acme-mkt-stage)"),
-    _o("resource", text, _TARGET.resource, "target", _RUN, "API path of the resource"),
-    _o("url_template", text, None, "target", _RUN,
+    _o("base_url", text, None, "target", _ONLINE, "API root, e.g. https://mc.adobe.io"),
+    _o("org", text, None, "target", _ONLINE, "Adobe organization id (e.g. acme-mkt-stage)"),
+    _o("resource", text, _TARGET.resource, "target", _ONLINE, "API path of the resource"),
+    _o("url_template", text, None, "target", _ONLINE,
        "any REST API: a URL with {pkey}, e.g. https://api.example.com/v1/contacts/{pkey}"),
-    _o("lookup", text, None, "target", _RUN, "the key column is not the profile key: resolve "
+    _o("lookup", text, None, "target", _ONLINE, "the key column is not the profile key: resolve "
        "it through this lookup resource, e.g. byEmail (.../profile/byEmail?email=)"),
-    _o("lookup_param", text, None, "target", _RUN,
+    _o("lookup_param", text, None, "target", _ONLINE,
        "the lookup's query parameter (default: from the name, byEmail -> email)"),
-    _o("lookup_url", text, None, "target", _RUN,
+    _o("lookup_url", text, None, "target", _ONLINE,
        "any REST API: a lookup URL with {key} answering a list or {\"content\": [...]}"),
     # auth
-    _o("token", secret, None, "auth", _RUN, "static bearer token (env BATCHPATCH_TOKEN)",
+    _o("token", secret, None, "auth", _ONLINE, "static bearer token (env BATCHPATCH_TOKEN)",
        secret=True),
-    _o("api_key", secret, None, "auth", _RUN, "X-Api-Key header (env BATCHPATCH_API_KEY)",
+    _o("api_key", secret, None, "auth", _ONLINE, "X-Api-Key header (env BATCHPATCH_API_KEY)",
        secret=True),
-    _o("client_id", text, None, "auth", _RUN, "Adobe OAuth Server-to-Server client id"),
-    _o("client_secret", secret, None, "auth", _RUN,
+    _o("client_id", text, None, "auth", _ONLINE, "Adobe OAuth Server-to-Server client id"),
+    _o("client_secret", secret, None, "auth", _ONLINE,
        "its client secret (env BATCHPATCH_CLIENT_SECRET)", secret=True),
-    _o("client_secret_file", text, None, "auth", _RUN, "read the client secret from this file"),
-    _o("ims_url", text, _CREDS.ims_url, "auth", _RUN, "IMS token endpoint"),
-    _o("scopes", text, _CREDS.scopes, "auth", _RUN, "comma-separated OAuth scopes"),
+    _o("client_secret_file", text, None, "auth", _ONLINE, "read the client secret from this file"),
+    _o("ims_url", text, _CREDS.ims_url, "auth", _ONLINE, "IMS token endpoint"),
+    _o("scopes", text, _CREDS.scopes, "auth", _ONLINE, "comma-separated OAuth scopes"),
+    _o("schema", text, "auto", "target", _ONLINE,
+       "where field types come from: auto (Adobe's resource metadata), none, or a JSON Schema "
+       "FILE of one resource"),
     # network
-    _o("proxy", proxy_url, _NETWORK.proxy, "network", _RUN,
+    _o("proxy", proxy_url, _NETWORK.proxy, "network", _ONLINE,
        "HTTP proxy for the API and IMS: http://[user:pass@]host:port (default: HTTPS_PROXY / "
        "HTTP_PROXY, minus NO_PROXY)"),
-    _o("ca_bundle", text, _NETWORK.ca_bundle, "network", _RUN,
+    _o("ca_bundle", text, _NETWORK.ca_bundle, "network", _ONLINE,
        "PEM file of CA certificates to trust (default: the system's, or SSL_CERT_FILE)"),
     # pace
-    _o("concurrency", integer(minimum=1), _PACING.concurrency, "pace", _RUN,
+    _o("concurrency", integer(minimum=1), _PACING.concurrency, "pace", _WRITE,
        "rows in flight at once"),
-    _o("rate", number(minimum=0), _PACING.rate.rate, "pace", _RUN,
+    _o("rate", number(minimum=0), _PACING.rate.rate, "pace", _ONLINE,
        "requests per second, all workers together; 0 = unlimited"),
-    _o("retries", integer(minimum=0), _PACING.retry.retries, "pace", _RUN,
+    _o("retries", integer(minimum=0), _PACING.retry.retries, "pace", _ONLINE,
        "further attempts after a transient failure"),
-    _o("timeout", number(above=0), _PACING.timeouts.request, "pace", _RUN,
+    _o("timeout", number(above=0), _PACING.timeouts.request, "pace", _ONLINE,
        "seconds per request"),
-    _o("adaptive_rate", boolean, _PACING.rate.adaptive, "pace", _RUN,
+    _o("adaptive_rate", boolean, _PACING.rate.adaptive, "pace", _WRITE,
        "do not slow down below --rate when the server answers 429",
        flag="--no-adaptive-rate", switch=False),
     _o("max_error_rate", number(above=0, maximum=1), _PACING.breaker.max_error_rate, "pace",
-       _RUN, "abort (exit 3) when more than this share of recent rows fail for reasons not "
+       _WRITE, "abort (exit 3) when more than this share of recent rows fail for reasons not "
        "their own"),
-    _o("error_window", integer(minimum=1), _PACING.breaker.window, "pace", _RUN,
+    _o("error_window", integer(minimum=1), _PACING.breaker.window, "pace", _WRITE,
        "how many recent rows --max-error-rate looks at"),
-    _o("grace", number(minimum=0), _PACING.grace, "pace", _RUN,
+    _o("grace", number(minimum=0), _PACING.grace, "pace", _WRITE,
        "seconds to let rows in flight finish after SIGINT/SIGTERM"),
-    _o("max_body", integer(minimum=1024), _NETWORK.max_body, "pace", _RUN,
+    _o("max_body", integer(minimum=1024), _NETWORK.max_body, "pace", _ONLINE,
        "the largest answer read, in bytes; a larger one fails the row"),
-    _o("max_outage", number(minimum=0), _PACING.max_outage, "pace", _RUN,
+    _o("max_outage", number(minimum=0), _PACING.max_outage, "pace", _WRITE,
        "seconds to wait, probing, while the target does not answer; then abort (exit 3)"),
     # output
-    _o("results", text, None, "output", _RUN, "results JSONL (default INPUT-NAME.results.jsonl)"),
-    _o("failures", text, None, "output", _RUN,
+    _o("results", text, None, "output", _WRITE, "results JSONL (default INPUT-NAME.results.jsonl)"),
+    _o("failures", text, None, "output", _WRITE,
        "failed rows, as in the input (default INPUT-NAME.failures.EXT)"),
-    _o("summary", text, None, "output", _RUN, "summary JSON (default INPUT-NAME.summary.json)"),
-    _o("quiet", boolean, _REPORTING.quiet, "output", _RUN, "no human summary on stderr",
+    _o("summary", text, None, "output", _WRITE, "summary JSON (default INPUT-NAME.summary.json)"),
+    _o("quiet", boolean, _REPORTING.quiet, "output", _WRITE, "no human summary on stderr",
        short="-q", switch=True),
     _o("log_format", choice("text", "json"), _REPORTING.log_format, "output", _ANY,
        "text or json: one object a line, for log pipelines", choices=("text", "json")),
     _o("log_level", choice("debug", "info", "warning", "error"), _REPORTING.log_level,
-       "output", _RUN, "log level", choices=("debug", "info", "warning", "error")),
+       "output", _WRITE, "log level", choices=("debug", "info", "warning", "error")),
     _o("log_rows", boolean, _REPORTING.log_rows, "output", _RUN, "a log line per row (-v)",
        flag=None),
-    _o("progress", choice("auto", "bar", "log", "off"), _REPORTING.progress, "output", _RUN,
+    _o("progress", choice("auto", "bar", "log", "off"), _REPORTING.progress, "output", _WRITE,
        "auto: a bar on a terminal, a log line every --progress-every seconds otherwise",
        choices=("auto", "bar", "log", "off")),
-    _o("progress_every", number(above=0), _REPORTING.progress_every, "output", _RUN,
+    _o("progress_every", number(above=0), _REPORTING.progress_every, "output", _WRITE,
        "seconds between progress log lines"),
     # modes
     _o("dry_run", boolean, _MODE.dry_run, "modes", _RUN,
        "send only GETs; record what would change", switch=True),
-    _o("no_verify", boolean, _MODE.no_verify, "modes", _RUN,
+    _o("no_verify", boolean, _MODE.no_verify, "modes", _WRITE,
        "skip the read-back GET after a PATCH", switch=True),
-    _o("resume", boolean, _MODE.resume, "modes", _RUN,
+    _o("resume", boolean, _MODE.resume, "modes", _WRITE,
        "finish an interrupted run: skip rows that have a record", switch=True),
-    _o("limit", integer(minimum=1), _MODE.limit, "modes", _RUN, "process only the first N rows"),
+    _o("limit", integer(minimum=1), _MODE.limit, "modes", _WRITE, "process only the first N rows"),
+    _o("on_missing", choice("fail", "skip", "create"), _MODE.on_missing, "modes", _RUN,
+       "a key that does not exist: fail (not_found), skip (skipped) or create it",
+       choices=("fail", "skip", "create")),
+    _o("create_url", text, _MODE.create_url, "modes", _RUN, "any REST API: where "
+       "--on-missing create POSTs a new profile (Adobe: the resource's collection)"),
+    _o("max_changes", integer(minimum=1), _MODE.max_changes, "modes", _RUN,
+       "write (patch or create) at most N rows in this run; then stop (exit 3)"),
+    _o("fields", field_list, _MODE.fields, "modes", _ONLINE,
+       "the only fields the file may set (comma-separated); any other column refuses the file"),
+    _o("notify", text, None, "output", _WRITE,
+       "POST the summary (JSON, with a one-line `text`) to this URL when the run ends"),
     _o("canary", integer(minimum=1), _MODE.canary, "modes", _RUN, "process the first N rows; if "
        "any fails, stop (exit 3) before the rest of the file touches the API"),
 )

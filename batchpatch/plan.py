@@ -27,6 +27,7 @@ from typing import Any
 
 from . import coerce
 from .errors import CellError, Conflict
+from .schema import Schema
 
 __all__ = [
     "GUARD_SUFFIX",
@@ -37,6 +38,7 @@ __all__ = [
     "check_path",
     "check_readback",
     "collisions",
+    "field_same",
     "flatten",
     "get_path",
     "plan_patch",
@@ -57,6 +59,7 @@ class Plan:
     body: dict[str, Any]
     changed: dict[str, list[Any]]
     sent: dict[str, Any]
+    schema: Schema | None = None
 
 
 def get_path(obj: Any, path: str) -> Any:
@@ -161,18 +164,33 @@ def check_value(value: Any, path: str) -> Any:
     return value
 
 
+def field_same(schema: Schema | None, path: str, a: Any, b: Any) -> bool:
+    """`same`, or the schema's notion of it for this field (dates as instants, case policies
+    modulo case)."""
+    spec = schema.get(path) if schema is not None else None
+    if spec is not None and (verdict := schema.same(spec, a, b)) is not None:  # type: ignore[union-attr]
+        return verdict
+    return same(a, b)
+
+
 def wanted_values(
     profile: Mapping[str, Any],
     values: Mapping[str, Any],
     typed: bool,
     null_token: str | None = None,
+    schema: Schema | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The row's wanted values and guards, typed, as ({path: value}, {path: expected})."""
+    """The row's wanted values and guards, typed, as ({path: value}, {path: expected}).
+
+    A CSV cell takes the type of the value the profile holds; where it holds nothing, the
+    schema's type; else it stays a string. The schema then gives the value its canonical form
+    (an enumeration's name, Adobe's date notation, a case policy)."""
     wanted: dict[str, Any] = {}
     guards: dict[str, Any] = {}
     for column, value in (flatten(values) if typed else values).items():
         path, role = _field_of(column)
         check_path(path)
+        spec = schema.get(path) if schema is not None else None
         if not typed:
             if value == "":
                 continue
@@ -181,9 +199,19 @@ def wanted_values(
             elif role == "replace":
                 value = coerce.to_json(value.strip(), path)
             else:
-                value = coerce_cell(value, get_path(profile, path), path)
+                current = get_path(profile, path)
+                if spec is not None and (current is MISSING or current is None):
+                    value = schema.coerce(spec, value)  # type: ignore[union-attr]
+                else:
+                    value = coerce_cell(value, current, path)
         else:
             value = check_value(value, path)
+            if spec is None and schema is not None and role != "guard":
+                problems = schema.problems([path])  # a JSONL key past the preflight's rows
+                if problems:
+                    raise CellError(problems[0].replace("`", "'"))
+        if spec is not None and role != "replace":
+            value = schema.normalize(spec, value)  # type: ignore[union-attr]
         target = guards if role == "guard" else wanted
         if path in target:
             raise CellError(f"field {path!r} is given twice ({column!r})")
@@ -202,15 +230,16 @@ def plan_patch(
     values: Mapping[str, Any],
     typed: bool,
     null_token: str | None = None,
+    schema: Schema | None = None,
 ) -> Plan:
     """What to PATCH so that `profile` holds the row's values; raises CellError or Conflict."""
-    wanted, guards = wanted_values(profile, values, typed, null_token)
+    wanted, guards = wanted_values(profile, values, typed, null_token, schema)
     conflicts = {}
     for path, expected in guards.items():
         current = shown(get_path(profile, path))
-        if same(expected, current):
+        if field_same(schema, path, expected, current):
             continue
-        if path in wanted and same(wanted[path], current):
+        if path in wanted and field_same(schema, path, wanted[path], current):
             continue  # already holds what the row sets: nothing to protect
         conflicts[path] = [expected, current]
     if conflicts:
@@ -219,11 +248,12 @@ def plan_patch(
     body: dict[str, Any] = {}
     for path, value in wanted.items():
         before = shown(get_path(profile, path))  # an absent field reads as null
-        if same(before, value):
+        if field_same(schema, path, value, before):
             continue
         changed[path] = [before, value]
         _set_merged(body, profile, path, value)
-    return Plan(body=body, changed=changed, sent={p: wanted[p] for p in changed})
+    return Plan(body=body, changed=changed, sent={p: wanted[p] for p in changed},
+                schema=schema)
 
 
 def shown(value: Any) -> Any:
@@ -252,5 +282,5 @@ def check_readback(plan: Plan, profile: Mapping[str, Any]) -> dict[str, list[Any
     return {
         path: [sent, shown(get_path(profile, path))]
         for path, sent in plan.sent.items()
-        if not same(sent, shown(get_path(profile, path)))
+        if not field_same(plan.schema, path, sent, shown(get_path(profile, path)))
     }

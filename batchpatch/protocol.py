@@ -22,13 +22,15 @@ from .api import ApiClient, Attempts
 from .errors import AbortRun, Conflict, NotFound, Rejected, RowError, TransientError
 from .model import Outcome, Row, Status
 from .plan import Plan, check_readback, get_path, plan_patch, same, shown
+from .resume import Intent
+from .schema import Schema
 from .secret import redact
-from .target import Target
+from .target import Target, absolute_url, same_origin
 
 __all__ = ["BeforeWrite", "RowMode", "RowProtocol"]
 
-#: called with (row, pkey, changed) just before a write is sent; may raise AbortRun
-BeforeWrite = Callable[[Row, str | None, dict[str, list[Any]]], None]
+#: called with (row, pkey, changed, action) just before a write is sent; may raise AbortRun
+BeforeWrite = Callable[[Row, str | None, dict[str, list[Any]], str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,12 @@ class RowMode:
     dry_run: bool = False
     no_verify: bool = False
     null_token: str | None = None
+    #: what a key that does not exist gets: "fail" (not_found), "skip" or "create"
+    on_missing: str = "fail"
+    #: where a profile is created (POST); None: not possible
+    create_url: str | None = None
+    #: the field a lookup key fills in a created profile (byEmail: email)
+    lookup_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +58,19 @@ class _Decision:
     error: str | None = None
     mismatch: dict[str, list[Any]] | None = None
     retryable: bool = False
+    href: str | None = None
+    action: str | None = None
 
 
 class _Progress:
     """What a row has done so far; read when an error ends it early."""
 
-    __slots__ = ("pkey", "sent")
+    __slots__ = ("action", "pkey", "sent")
 
     def __init__(self, pkey: str | None) -> None:
         self.pkey = pkey
-        self.sent: dict[str, list[Any]] | None = None  # `changed` of a PATCH attempted
+        self.sent: dict[str, list[Any]] | None = None  # `changed` of a write attempted
+        self.action: str | None = None
 
 
 class RowProtocol:
@@ -73,15 +84,18 @@ class RowProtocol:
         target: Target,
         mode: RowMode,
         before_write: BeforeWrite | None = None,
-        intents: dict[int, dict[str, list[Any]]] | None = None,
+        intents: dict[int, Intent] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        schema: Schema | None = None,
     ) -> None:
+        self._schema = schema
         self._client = client
         self._target = target
         self._mode = mode
         self._before_write = before_write
         self._intents = intents or {}
         self._sleep = sleep
+        self._created: dict[str, str] = {}  # key -> href of a profile this run created
 
     def reject(self, row: Row) -> Outcome:
         """The outcome of a row the reader could not use."""
@@ -100,32 +114,50 @@ class RowProtocol:
             raise
         except RowError as exc:
             decision = _Decision(exc.status, progress.pkey, progress.sent, exc.message,
-                                 exc.mismatch if isinstance(exc, Conflict) else None)
+                                 exc.mismatch if isinstance(exc, Conflict) else None,
+                                 action=progress.action)
         except TransientError as exc:
             decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
                                  f"{exc.message} (gave up after {attempts.count} attempts)",
-                                 retryable=True)
+                                 retryable=True, action=progress.action)
         except Exception as exc:
             decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
                                  f"unexpected error: {type(exc).__name__}: {exc}",
-                                 retryable=True)
+                                 retryable=progress.action != "create", action=progress.action)
         return Outcome(
             row=row.line, pkey=decision.pkey, status=decision.status, changed=decision.changed,
             http_status=attempts.http_status, attempts=attempts.count,
             error=redact(decision.error) if decision.error else None,
             elapsed_ms=(time.perf_counter() - started) * 1000, retries=attempts.retries,
             rate_limited=attempts.rate_limited, finished_at=time.time(),
-            mismatch=decision.mismatch, retryable=decision.retryable, raw=row.raw)
+            mismatch=decision.mismatch, retryable=decision.retryable, href=decision.href,
+            action=decision.action, raw=row.raw)
+
+    async def _fetch(self, key: str, attempts: Attempts,
+                     progress: _Progress) -> tuple[str, dict[str, Any]]:
+        """The row's profile and the URL to write it at (NotFound if there is none)."""
+        known = self._created.get(key)
+        if known is not None:  # created by an earlier row of this key
+            return known, await self._client.get(known, attempts)
+        if self._target.lookup_template is not None:
+            url, profile = await self._look_up(key, attempts)
+            progress.pkey = profile.get("PKey", key)
+            return url, profile
+        url = self._target.url_for(key)
+        return url, await self._client.get(url, attempts)
 
     async def _apply(self, row: Row, attempts: Attempts, progress: _Progress) -> _Decision:
         assert row.key is not None
-        if self._target.lookup_template is not None:
-            url, profile = await self._look_up(row.key, attempts)
-            progress.pkey = profile.get("PKey", row.key)
-        else:
-            url = self._target.url_for(row.key)
-            profile = await self._client.get(url, attempts)
-        plan = plan_patch(profile, row.values, row.typed, self._mode.null_token)
+        try:
+            url, profile = await self._fetch(row.key, attempts, progress)
+        except NotFound:
+            if self._mode.on_missing == "fail":
+                raise
+            if self._mode.on_missing == "skip":
+                return _Decision(Status.SKIPPED, progress.pkey, error="no such profile; left "
+                                 "as is (--on-missing skip)")
+            return await self._create(row, attempts, progress)
+        plan = plan_patch(profile, row.values, row.typed, self._mode.null_token, self._schema)
         landed = self._landed(row.line, profile, plan)
         if not plan.changed:
             if landed:  # an earlier run's write landed, its record was lost: it is done
@@ -135,7 +167,7 @@ class RowProtocol:
             return _Decision(Status.DRY_RUN, progress.pkey, plan.changed)
         changed = {**landed, **plan.changed}
         if self._before_write is not None:
-            self._before_write(row, progress.pkey, changed)
+            self._before_write(row, progress.pkey, changed, "patch")
         progress.sent = changed
         answer = await self._client.patch(url, plan.body, attempts)
         if self._mode.no_verify:
@@ -143,13 +175,58 @@ class RowProtocol:
         return await self._verify(plan, self._target.follow(answer.get("href"), url), attempts,
                                   progress.pkey, changed)
 
+    async def _create(self, row: Row, attempts: Attempts, progress: _Progress) -> _Decision:
+        """POST the row's fields where profiles are created, then read the new one back."""
+        assert row.key is not None
+        mode = self._mode
+        try:
+            plan = plan_patch({}, row.values, row.typed, mode.null_token, self._schema)
+        except Conflict as exc:
+            raise Conflict(exc.mismatch, "the profile does not exist, so the row's guard cannot "
+                           "hold; nothing created") from None
+        body, changed = dict(plan.body), dict(plan.changed)
+        if mode.lookup_field and mode.lookup_field not in body:
+            body[mode.lookup_field] = row.key
+            changed[mode.lookup_field] = [None, row.key]
+        plan = Plan(body, changed, {p: v[1] for p, v in changed.items()}, plan.schema)
+        progress.action = "create"
+        if mode.dry_run:
+            return _Decision(Status.DRY_RUN, progress.pkey, changed, action="create")
+        if mode.create_url is None:
+            raise Rejected("no such profile, and no URL to create it at (give --create-url)")
+        intent = self._intents.get(row.line)
+        if self._target.lookup_template is None and intent is not None and intent[0] == "create":
+            raise Rejected("an earlier run sent a create for this row and stopped before its "
+                           "answer: it may exist under a new key; not created twice")
+        if self._before_write is not None:
+            self._before_write(row, None, changed, "create")
+        progress.sent = changed
+        answer, location = await self._client.post(mode.create_url, body, attempts)
+        href = absolute_url(answer.get("href") or location, mode.create_url)
+        pkey = answer.get("PKey")
+        if href is None or not same_origin(href, mode.create_url):
+            href = self._target.url_for(pkey) if isinstance(pkey, str) and pkey else None
+        if not isinstance(pkey, str) or not pkey:
+            pkey = href.rstrip("/").rsplit("/", 1)[-1] if href else None
+        progress.pkey = pkey
+        if href is None:
+            return _Decision(Status.CREATED, pkey, changed, "created; the API gave no href, "
+                             "Location or PKey to read it back", action="create")
+        self._created[row.key] = href
+        if mode.no_verify:
+            return _Decision(Status.CREATED, pkey, changed, href=href, action="create")
+        decision = await self._verify(plan, href, attempts, pkey, changed)
+        status = Status.CREATED if decision.status is Status.UPDATED else decision.status
+        return _Decision(status, pkey, changed, decision.error, decision.mismatch, href=href,
+                         action="create")
+
     def _landed(self, line: int, profile: dict[str, Any], plan: Plan) -> dict[str, list[Any]]:
         """The fields of an earlier run's journal entry for this row that the profile already
         holds: that write landed, and these are its real before-values."""
         intent = self._intents.get(line)
-        if not intent:
+        if not intent or intent[0] != "patch":
             return {}
-        return {path: [before, after] for path, (before, after) in intent.items()
+        return {path: [before, after] for path, (before, after) in intent[1].items()
                 if path not in plan.changed and same(shown(get_path(profile, path)), after)}
 
     async def _verify(self, plan: Plan, url: str, attempts: Attempts,

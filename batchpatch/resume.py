@@ -27,10 +27,12 @@ import orjson
 from .errors import LockHeld, UsageError, WriteFailed
 from .model import Status
 
-__all__ = ["Journal", "Manifest", "PriorResults", "RunLock", "compact", "file_identity",
+__all__ = ["Intent", "Journal", "Manifest", "PriorResults", "RunLock", "compact", "file_identity",
            "read_records", "repair_tail"]
 
 _STATUSES = list(Status)
+#: a journal entry: the write's kind ("patch", "create", "delete") and its `changed`
+Intent = tuple[str, dict[str, list[Any]]]
 _RETRYABLE = 0x80
 
 
@@ -231,8 +233,9 @@ class Journal:
         self.path = results.with_name(results.name + ".journal")
         self._fh: Any = None
 
-    def write(self, row: int, pkey: str | None, changed: dict[str, list[Any]]) -> None:
-        line = orjson.dumps({"row": row, "pkey": pkey, "changed": changed},
+    def write(self, row: int, pkey: str | None, changed: dict[str, list[Any]],
+              action: str = "patch") -> None:
+        line = orjson.dumps({"row": row, "pkey": pkey, "action": action, "changed": changed},
                             option=orjson.OPT_NON_STR_KEYS) + b"\n"
         try:
             if self._fh is None:
@@ -260,9 +263,10 @@ class Journal:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    def load(self) -> dict[int, dict[str, list[Any]]]:
-        """{row: changed} of every entry (the last per row); a torn last line is ignored."""
-        entries: dict[int, dict[str, list[Any]]] = {}
+    def load(self) -> dict[int, Intent]:
+        """{row: (action, changed)} of every entry (the last per row); a torn last line is
+        ignored."""
+        entries: dict[int, Intent] = {}
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -270,7 +274,8 @@ class Journal:
         for line in data.splitlines():
             try:
                 entry = orjson.loads(line)
-                entries[int(entry["row"])] = dict(entry["changed"])
+                entries[int(entry["row"])] = (str(entry.get("action", "patch")),
+                                              dict(entry["changed"]))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
         return entries

@@ -21,15 +21,18 @@ import orjson
 from .api import ApiClient
 from .auth import Auth, ImsAuth, StaticAuth
 from .counters import Counters
+from .delete import DeleteProtocol
 from .engine import Engine, Schedule
-from .errors import SIGNAL_EXIT, InputBroken, UsageError, WriteFailed
-from .model import Outcome
+from .errors import SIGNAL_EXIT, InputBroken, MaxChangesReached, UsageError, WriteFailed
+from .metadata import check_fields, input_columns, load_schema, preflight
+from .model import Outcome, Row
 from .network import register_env_proxy_secrets
+from .notify import notify
 from .outputs import check_outputs, write_json_atomic
 from .pacing import OutageGate, Pacer
 from .policy import Breaker
 from .progress import Progress, count_rows
-from .protocol import RowMode, RowProtocol
+from .protocol import BeforeWrite, RowMode, RowProtocol
 from .resume import Journal, Manifest, PriorResults, RunLock, compact, file_identity
 from .rows import InputFile, detect_format, open_input
 from .settings import Settings
@@ -57,7 +60,19 @@ def manifest_content(settings: Settings) -> dict[str, Any]:
         "dry_run": settings.mode.dry_run,
         "no_verify": settings.mode.no_verify,
         "null_token": spec.null_token,
+        "schema": settings.schema,
+        "on_missing": settings.mode.on_missing,
+        "create_url": create_url(settings),
     }
+
+
+def create_url(settings: Settings) -> str | None:
+    """Where --on-missing create POSTs: --create-url, else the Adobe resource's collection."""
+    if settings.mode.on_missing != "create":
+        return None
+    if settings.mode.create_url:
+        return settings.mode.create_url
+    return settings.target.collection if not settings.target_spec.url_template else None
 
 
 def settings_shown(settings: Settings) -> dict[str, Any]:
@@ -74,6 +89,8 @@ def settings_shown(settings: Settings) -> dict[str, Any]:
         "dry_run": settings.mode.dry_run,
         "no_verify": settings.mode.no_verify,
         "resume": settings.mode.resume,
+        "on_missing": settings.mode.on_missing,
+        "max_changes": settings.mode.max_changes,
     }
 
 
@@ -92,8 +109,10 @@ async def execute(
     on_engine: Callable[[Engine], None] | None = None,
     run_id: str | None = None,
     transport: Transport | None = None,
+    command: str = "run",
 ) -> dict[str, Any]:
-    """Run the job; returns the summary. Raises UsageError before anything is sent."""
+    """Run the job (`run`, or `delete`); returns the summary. Raises UsageError before
+    anything is sent."""
     run_id = run_id or uuid.uuid4().hex[:12]
     register_env_proxy_secrets()
     assert settings.outputs is not None
@@ -111,7 +130,7 @@ async def execute(
                 prior = PriorResults.load(outputs.results)
             else:
                 manifest.write(content)
-            run = _Run(settings, source, prior, run_id, transport)
+            run = _Run(settings, source, prior, run_id, transport, command)
             summary = await run.go(handle_signals, on_engine)
             record = summary.record()
             try:
@@ -120,6 +139,8 @@ async def execute(
             except OSError as exc:
                 log.error("%s: cannot write the summary: %s", outputs.summary,
                           exc.strerror or exc)
+            if settings.notify:
+                await notify(settings.notify, record, settings.network)
             return record
     finally:
         source.close()
@@ -129,7 +150,8 @@ class _Run:
     """The objects of one run and the order they are started and finished in."""
 
     def __init__(self, settings: Settings, source: InputFile, prior: PriorResults | None,
-                 run_id: str, transport: Transport | None) -> None:
+                 run_id: str, transport: Transport | None, command: str = "run") -> None:
+        self.command = command
         self.settings = settings
         self.source = source
         self.prior = prior
@@ -143,9 +165,32 @@ class _Run:
 
     async def go(self, handle_signals: bool,
                  on_engine: Callable[[Engine], None] | None) -> Summary:
+        s = self.settings
+        transport = self.transport or AiohttpTransport(s.network)
+        try:
+            return await self._go(transport, handle_signals, on_engine)
+        finally:
+            if self.transport is None:
+                await transport.close()
+
+    async def _go(self, transport: Transport, handle_signals: bool,
+                  on_engine: Callable[[Engine], None] | None) -> Summary:
         s, outputs = self.settings, self.settings.outputs
         assert outputs is not None
         started, self.started_at = time.monotonic(), time.time()
+        self.gate = OutageGate(s.pacing.max_outage)
+        pacer = Pacer(s.pacing.rate, self.counters, s.pacing.retry, gate=self.gate)
+        auth = make_auth(s, transport, self.counters)
+        client = ApiClient(transport, auth, pacer, s.pacing.retry, self.counters,
+                           timeout=None)
+        schema = None
+        if self.command == "run":
+            columns = input_columns(s)
+            if s.mode.fields is not None:
+                check_fields(s.mode.fields, columns, s.input.path)
+            schema = await load_schema(s, client)
+            if schema is not None:
+                preflight(schema, columns, s.input.path)
         journal = Journal(outputs.results)
         intents = journal.load() if self.prior is not None else {}
         outputs.results.parent.mkdir(parents=True, exist_ok=True)
@@ -154,17 +199,15 @@ class _Run:
         writer = ResultsWriter(outputs.results, failures, self.counters,
                                append=self.prior is not None, on_error=self._write_failed,
                                journal=None if s.mode.dry_run else journal)
-        transport = self.transport or AiohttpTransport(s.network)
-        self.gate = OutageGate(s.pacing.max_outage)
-        pacer = Pacer(s.pacing.rate, self.counters, s.pacing.retry, gate=self.gate)
-        auth = make_auth(s, transport, self.counters)
-        client = ApiClient(transport, auth, pacer, s.pacing.retry, self.counters,
-                           timeout=None)
-        protocol = RowProtocol(client, s.target, RowMode(s.mode.dry_run, s.mode.no_verify,
-                                                         s.input.null_token),
-                               before_write=lambda row, pkey, changed: writer.intend(
-                                   row.line, pkey, changed),
-                               intents=intents)
+        protocol: RowProtocol | DeleteProtocol
+        if self.command == "delete":
+            protocol = DeleteProtocol(client, s.target, s.mode.no_verify,
+                                      self._before_write(writer))
+        else:
+            mode = RowMode(s.mode.dry_run, s.mode.no_verify, s.input.null_token,
+                           s.mode.on_missing, create_url(s), s.target.lookup_field)
+            protocol = RowProtocol(client, s.target, mode, self._before_write(writer),
+                                   intents=intents, schema=schema)
         engine = self.engine = Engine(
             protocol, lambda outcome: self._emit(writer, outcome),
             Schedule(s.pacing.concurrency, s.mode.limit, s.mode.canary,
@@ -186,8 +229,6 @@ class _Run:
                 await asyncio.gather(progress_task, return_exceptions=True)
             if handle_signals:
                 _remove_signals()
-            if self.transport is None:
-                await transport.close()
         if self.prior is not None and writer.broken is None:
             self._rebuild_failures()
         finished = engine.input_finished and engine.abort is None and not self.received
@@ -196,6 +237,24 @@ class _Run:
         return Summary(self.counters, self._end(engine, time.monotonic() - started),
                        s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
                        outputs.summary, settings_shown(s))
+
+    def _before_write(self, writer: ResultsWriter) -> BeforeWrite:
+        """Before each write: --max-changes, then the journal entry (both may stop the run)."""
+        limit = self.settings.mode.max_changes
+
+        def before(row: Row, pkey: str | None, changed: dict[str, list[Any]],
+                   action: str) -> None:
+            if limit is not None and self.counters.writes >= limit:
+                spec = self.settings.input
+                total = count_rows(spec.path, detect_format(spec.path, spec.format))
+                of = f" of ~{total:,}" if total else ""
+                raise MaxChangesReached(
+                    f"max-changes {limit} reached after {self.counters.writes}{of} rows; rerun "
+                    "with --resume and a larger --max-changes if the file is right")
+            writer.intend(row.line, pkey, changed, action)
+            self.counters.writes += 1
+
+        return before
 
     def _emit(self, writer: ResultsWriter, outcome: Outcome) -> None:
         prior = self.prior

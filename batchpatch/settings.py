@@ -131,6 +131,10 @@ class RunMode:
     resume: bool = False
     limit: int | None = None
     canary: int | None = None
+    on_missing: str = "fail"
+    create_url: str | None = None
+    max_changes: int | None = None
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,10 @@ class Settings:
     outputs: Outputs | None = None
     mode: RunMode = field(default_factory=RunMode)
     reporting: Reporting = field(default_factory=Reporting)
+    #: where field types come from: "auto" (the API's metadata), "none", or a JSON Schema file
+    schema: str = "auto"
+    #: where the summary is POSTed when the run ends
+    notify: str | None = None
     #: every option's value by name, and where it came from (flag, env, file, default)
     values: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

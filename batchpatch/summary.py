@@ -101,11 +101,20 @@ class Summary:
             "outages": list(end.outages),
             "started_at": round(end.started_at, 3),
             "settings": self.settings or {},
+            "max_changes": self._max_changes(counts),
             "run_id": self.run_id,
             "results": str(self.results),
             "failures": str(self.failures),
             "summary": str(self.path),
         }
+
+    def _max_changes(self, counts: dict[str, int]) -> dict[str, Any] | None:
+        limit = (self.settings or {}).get("max_changes")
+        if limit is None:
+            return None
+        writes = counts[Status.DRY_RUN.value] if self.dry_run else self.counters.writes
+        return {"limit": limit, "writes": writes, "dry_run": self.dry_run,
+                "reached": writes > limit if self.dry_run else writes >= limit}
 
     def text(self) -> str:
         return summary_text(self.record())
@@ -139,6 +148,11 @@ def summary_text(summary: dict[str, Any]) -> str:
         left_text = f"~{left} rows have no record yet" if left is not None else (
             f"{summary['unfinished']} rows read but not finished, the rest of the input unread")
         lines.append(f"stopped early: {left_text}; run again with --resume to complete")
+    limit = summary.get("max_changes")
+    if limit and limit["dry_run"]:
+        verdict = "would be reached" if limit["reached"] else "would not be reached"
+        lines.append(f"--max-changes {limit['limit']} {verdict}: {limit['writes']} rows would "
+                     "change")
     if summary.get("limited"):
         lines.append("stopped at --limit: the rest of the file was not read; --resume "
                      "(without --limit) does the rest")

@@ -3,9 +3,10 @@ the API handed back (an href, a redirect's Location) is on the target's own orig
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 __all__ = ["DEFAULT_RESOURCE", "Target", "absolute_url", "describe_origin", "encode_key",
            "origin_of", "same_origin"]
@@ -88,6 +89,21 @@ class Target:
                                      and len(lookup) > 2 else lookup)
             lookup_template = f"{root}/{lookup}?{quote(param)}={{key}}"
         return cls(f"{root}/{{pkey}}", lookup_template)
+
+    @property
+    def collection(self) -> str | None:
+        """Where profiles are created: the template without its trailing `/{pkey}`."""
+        if self.template.endswith("/{pkey}"):
+            return self.template[: -len("/{pkey}")]
+        return None
+
+    @property
+    def lookup_field(self) -> str | None:
+        """The field a lookup searches (`...?email={key}` -> email)."""
+        if self.lookup_template is None:
+            return None
+        found = re.search(r"[?&]([^=&?]+)=\{key\}", self.lookup_template)
+        return unquote(found.group(1)) if found else None
 
     def url_for(self, pkey: str) -> str:
         return self.template.replace("{pkey}", encode_key(pkey))

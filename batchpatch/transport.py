@@ -133,6 +133,9 @@ class AiohttpTransport:
             raise TlsFailed(_tls_words(exc.certificate_error, request.url)) from None
         except aiohttp.ClientSSLError as exc:
             raise TlsFailed(_tls_words(exc, request.url)) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError) as exc:
+            raise Unreachable(f"{what} failed: {type(exc).__name__}: {exc}", sent=False) \
+                from None
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise Rejected(f"cannot send to {request.url!r}: {type(exc).__name__}: {exc}") \
                 from None

@@ -74,13 +74,14 @@ class ResultsWriter:
         if status.is_failure and self._broken is None:
             self._safe_failure(raw)
 
-    def intend(self, row: int, pkey: str | None, changed: dict[str, list[Any]]) -> None:
+    def intend(self, row: int, pkey: str | None, changed: dict[str, list[Any]],
+               action: str = "patch") -> None:
         """Put a write's intended change on disk before it is sent; raises WriteFailed."""
         if self._broken is not None:
             raise self._broken
         if self._journal is not None:
             try:
-                self._journal.write(row, pkey, changed)
+                self._journal.write(row, pkey, changed, action)
             except WriteFailed as exc:
                 self._fail(exc)
                 raise

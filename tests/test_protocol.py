@@ -110,7 +110,7 @@ async def test_a_write_whose_intent_cannot_be_recorded_is_not_sent() -> None:
 
 async def test_a_journalled_write_that_landed_is_recorded_with_its_real_before_values() -> None:
     api = FakeApi([profile(phone="1234")])  # the PATCH landed; its record was lost
-    intents = {2: {"phone": ["0000", "1234"]}}
+    intents = {2: ("patch", {"phone": ["0000", "1234"]})}
     outcome = await protocol(api, intents=intents).process(row({"phone": "1234"}))
     assert outcome.status is Status.UPDATED
     assert outcome.changed == {"phone": ["0000", "1234"]}

@@ -56,7 +56,7 @@ def test_run_then_undo_restores_every_profile_exactly(sandbox, tmp_path: Path) -
         proc = run_cli("undo", tmp_path / "f.results.jsonl", "-o", tmp_path / out)
         assert proc.returncode == 0, proc.stderr
     changes = collect_changes(tmp_path / "f.results.jsonl")
-    assert changes["@p00001"]["cusLoyaltyPoints"] == [10, 7]
+    assert changes.fields["@p00001"]["cusLoyaltyPoints"] == [10, 7]
     proc = run_cli("run", tmp_path / "undo.jsonl", *target_args(sandbox))
     assert proc.returncode == 0, proc.stderr
     assert sandbox.profiles_now() == before

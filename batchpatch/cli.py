@@ -28,7 +28,7 @@ _GROUPS = {"input": "input", "target": "target",
            "network": "network", "pace": "pace", "output": "output", "modes": "modes"}
 #: flags that are not settings: they say how to read the settings, or what to do with them
 _NOT_SETTINGS = {"command", "config", "profile", "verbose", "print_config", "input",
-                 "results_file", "output"}
+                 "results_file", "output", "online"}
 
 
 class _Parser(argparse.ArgumentParser):

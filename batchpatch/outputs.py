@@ -3,6 +3,7 @@ the input and from the others (links resolved), is not a directory, and can be c
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -20,19 +21,25 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _check_writable(flag: str, path: Path) -> None:
+    """Create the file's folders and try the file itself (a real try: root passes every
+    permission check, not a read-only file system); a file made for the try is removed."""
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give a file name")
-    parent = path.parent
-    for ancestor in [parent, *parent.parents]:
+    for ancestor in [path.parent, *path.parent.parents]:
         if ancestor.exists():
             if not ancestor.is_dir():
                 raise UsageError(f"{flag} {path}: {ancestor} is a file, not a directory")
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                raise UsageError(f"{flag} {path}: cannot write in {ancestor} (permission "
-                                 "denied)")
             break
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{flag} {path}: the file is not writable (permission denied)")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there: {exc.strerror or exc}") from None
+    if not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def check_outputs(input_path: str, outputs: Outputs) -> None:

@@ -11,6 +11,7 @@ stops sending at once), writes nothing more, and what it wrote stays readable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import time
@@ -47,7 +48,10 @@ class ResultsWriter:
                  append: bool, on_error: Callable[[WriteFailed], None],
                  journal: Journal | None = None) -> None:
         self.results_path = results
-        self._results: BinaryIO = open(results, "ab" if append else "wb")  # noqa: SIM115
+        # unbuffered: each batch of whole lines is one write, and a write the disk refuses can
+        # be cut back to the last whole line
+        self._results: BinaryIO = open(results, "ab" if append else "wb", buffering=0)  # noqa: SIM115
+        self._size = os.fstat(self._results.fileno()).st_size
         self._failures = failures
         self._counters = counters
         self._on_error = on_error
@@ -132,16 +136,27 @@ class ResultsWriter:
 
     def _write(self, data: bytes) -> None:
         try:
-            self._results.write(data)
-            self._results.flush()
+            view = memoryview(data)
+            while view:
+                written = self._results.write(view) or 0
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "No space left on device (short write)")
+                view = view[written:]
+            self._size += len(data)
             self._failures.flush()
         except OSError as exc:
+            self._cut_back()
             self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "
                                    f"{_why(exc)}; nothing more is sent"))
             return
         self._dirty = True
         if time.monotonic() - self._last_sync >= FSYNC_EVERY:
             self._sync()
+
+    def _cut_back(self) -> None:
+        """Drop a record half-written by a refused write: the file ends with a whole line."""
+        with contextlib.suppress(OSError):  # if this fails too, --resume repairs the tail
+            os.ftruncate(self._results.fileno(), self._size)
 
     def _safe_failure(self, raw: bytes) -> None:
         try:
@@ -154,7 +169,6 @@ class ResultsWriter:
         if self._broken is None:
             try:
                 self._failures.sync()
-                self._results.flush()
                 os.fsync(self._results.fileno())
             except OSError as exc:
                 self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "

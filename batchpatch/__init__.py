@@ -7,33 +7,67 @@ From Python (Airflow, Dagster, a script)::
     summary = batchpatch.run("fixes.csv", base_url="https://mc.adobe.io", org="acme",
                              client_id="...", client_secret="...")
     summary = await batchpatch.run_async("fixes.csv", url_template="https://h/p/{pkey}")
+
+The input may also be data in memory: a pandas DataFrame, a pyarrow Table, RecordBatch or
+RecordBatchReader, or an iterable of dicts; `results=` is then required, and the data is
+spooled beside it (`<results>.input.parquet` or `.input.jsonl`, see frames.py)::
+
+    result = batchpatch.run(df, results="out/fixes.results.jsonl", url_template=...)
+    result["failed"], result["failures"]      # the summary, as for a file
+    result.failed_rows                        # the failed rows: a DataFrame here
+
+Both return a RunResult: the summary dict (the same JSON as --summary) with the attribute
+`failed_rows` (a DataFrame for DataFrame/Arrow input, a list of dicts for dicts, None for a
+path).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .frames import RunResult
+
 __version__ = "0.1.0"
-__all__ = ["__version__", "run", "run_async"]
+__all__ = ["RunResult", "__version__", "run", "run_async"]
 
 
-async def run_async(input: str, **options: Any) -> dict[str, Any]:
+async def run_async(input: Any, **options: Any) -> RunResult:
     """Run a job with the command line's options as keywords; returns the summary dict.
 
-    Raises batchpatch.errors.UsageError (exit 2 on the command line) before anything is sent
-    when the options or the input cannot be used. Environment variables (BATCHPATCH_TOKEN, ...)
-    apply as on the command line; pass `config=` for a TOML file and `profile=` for a table.
+    `input` is a path (str or os.PathLike), a pandas DataFrame, a pyarrow Table, RecordBatch
+    or RecordBatchReader, or an iterable of dicts (then `results=` is required). Raises
+    batchpatch.errors.UsageError (exit 2 on the command line) before anything is sent when the
+    options or the input cannot be used. Environment variables (BATCHPATCH_TOKEN, ...) apply
+    as on the command line; pass `config=` for a TOML file and `profile=` for a table.
     """
+    import os
+    from pathlib import Path
+
     from .config import load_settings
+    from .errors import UsageError
+    from .frames import is_path, spool_for
+    from .resume import RunLock
     from .runner import execute
 
     config = options.pop("config", None)
     profile = options.pop("profile", None)
-    settings = load_settings({"input": str(input), **options}, config=config, profile=profile)
-    return await execute(settings)
+    if is_path(input):
+        settings = load_settings({"input": os.fspath(input), **options}, config=config,
+                                 profile=profile)
+        return RunResult(await execute(settings))
+    spool = spool_for(input, options.get("results"))
+    if options.get("format") not in (None, spool.format):
+        raise UsageError(f"format={options['format']!r} is for files; this data is read as "
+                         f"{spool.format}")
+    settings = load_settings({**options, "input": str(spool.path), "format": spool.format},
+                             config=config, profile=profile)
+    with RunLock(spool.path):
+        spool.write(settings.input.key_column)
+        summary = await execute(settings)
+        return RunResult(summary, spool.failed_rows(Path(summary["failures"])))
 
 
-def run(input: str, **options: Any) -> dict[str, Any]:
+def run(input: Any, **options: Any) -> RunResult:
     """The blocking form of `run_async`, for code with no event loop of its own."""
     import asyncio
 

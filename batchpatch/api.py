@@ -205,16 +205,18 @@ class ApiClient:
                        attempts: Attempts) -> tuple[Any, Response]:
         refreshed = False
         hops = 0
+        pacer = self._pacer
         while True:
-            await self._pacer.wait_turn()
+            if not pacer.free:
+                await pacer.wait_turn()
             generation = self._auth.generation
             headers = await self._request_headers(body is not None)
             attempts.count += 1
             answer = await self._send(Request(method, url, headers, body, self._timeout))
             status = answer.status
             attempts.http_status = status
-            retry_after = answer.headers.get("Retry-After")
-            self._pacer.on_answer(status, parse_retry_after(retry_after))
+            retry_after = answer.headers.get("Retry-After") if status >= 300 else None
+            pacer.on_answer(status, parse_retry_after(retry_after) if retry_after else None)
             if status == 401 and not refreshed:
                 await self._auth.unauthorized(generation, _said(answer))
                 refreshed = True
@@ -274,7 +276,7 @@ class ApiClient:
             self._counters.request(request.method, "error")
             self._pacer.gate.release()  # a probe that ended neither way lets another go
             raise
-        self._counters.request(request.method, str(answer.status))
+        self._counters.requests[(request.method, str(answer.status))] += 1
         return answer
 
 

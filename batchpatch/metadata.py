@@ -79,22 +79,27 @@ async def load_schema(settings: Settings, client: ApiClient) -> Schema | None:
         raise
     except BatchpatchError as exc:
         log.warning("no schema from %s (%s); cells are typed from the profiles only", url,
-                    exc.message)
+                    exc.message, extra={"event": "schema"})
         return None
     try:
         schema = from_adobe(data, url)
     except ValueError as exc:
         log.warning("cannot read the schema at %s (%s); cells are typed from the profiles "
-                    "only", url, exc)
+                    "only", url, exc, extra={"event": "schema"})
         return None
-    log.info("schema: %d fields from %s", len(schema.fields), url)
+    log.debug("schema: %d fields from %s", len(schema.fields), url)
     return schema
 
 
-def input_columns(settings: Settings) -> list[str]:
+def input_columns(settings: Settings, opened: Any = None) -> list[str]:
     """The fields the input writes: CSV's header, or the keys of the first PREFLIGHT_ROWS
-    records of a JSON Lines or Parquet file (nested objects as dotted paths)."""
+    records of a JSON Lines or Parquet file (nested objects as dotted paths). Standard input
+    cannot be read twice: only its header counts (later rows are checked one by one)."""
     spec = settings.input
+    if opened is not None and opened.columns is not None:
+        return [c for c in opened.columns if c != spec.key_column]
+    if spec.path == "-":
+        return []
     source = open_input(spec.path, spec.format, spec.key_column, spec.delimiter)
     try:
         if source.columns is not None:

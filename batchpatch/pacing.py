@@ -62,9 +62,20 @@ class Pacer:
         """The clock time before which no request is sent (0: no pause set)."""
         return self._resume_at
 
+    @property
+    def free(self) -> bool:
+        """True when nothing may hold a request back (no ceiling, no adapted rate, no pause,
+        no outage): the caller may skip wait_turn."""
+        adapter = self.adapter
+        return (self._ceiling is None and self._resume_at == 0.0
+                and self.gate.down_since is None
+                and (adapter is None or adapter._limiter is None))
+
     async def wait_turn(self) -> None:
         if self.gate.down_since is not None:
             await self.gate.wait()
+        if self._resume_at and (delay := self._resume_at - self._clock()) <= 0:
+            self._resume_at = 0.0
         while (delay := self._resume_at - self._clock()) > 0:
             await asyncio.sleep(delay)
         if self.adapter is not None:
@@ -80,10 +91,11 @@ class Pacer:
 
     def on_answer(self, status: int, retry_after: float | None) -> None:
         """Feed every HTTP answer to the adapter and the outage gate."""
+        gate = self.gate
         if status in _NOT_ANSWERING:
-            self.gate.unreachable(f"HTTP {status}")
-        else:
-            self.gate.answered()
+            gate.unreachable(f"HTTP {status}")
+        elif gate.down_since is not None or gate._streak:
+            gate.answered()
         if self.adapter is not None and self.adapter.record(status == 429) and retry_after:
             self.pause(retry_after)
 
@@ -202,7 +214,7 @@ class OutageGate:
 
     "Not answering" is: no HTTP answer (refused, reset, timed out, not HTTP) or 502/503/504.
     A 500 is an answer (the breaker judges a storm of those). The gate closes after STREAK
-    such failures in a row across the pool, when nothing has answered for QUIET seconds.
+    such failures in a row across the pool, spanning at least QUIET seconds with no answer.
 
     State: `down_since` is None while open, else the clock time the outage began; `epoch`
     counts outages begun; `_probing` is True while the one probe is out; `_next_probe` is the
@@ -224,7 +236,7 @@ class OutageGate:
         self.epoch = 0
         self.periods: list[dict[str, float]] = []
         self._streak = 0
-        self._last_answer = clock()
+        self._streak_start = 0.0
         self._probing = False
         self._spacing = self.PROBE_FIRST
         self._next_probe = 0.0
@@ -261,7 +273,6 @@ class OutageGate:
     def answered(self) -> None:
         """Something answered (any HTTP status but 502/503/504)."""
         self._streak = 0
-        self._last_answer = self._clock()
         if self.down_since is not None:
             seconds = self._clock() - self.down_since
             self.periods.append({"start": round(self._wall() - seconds, 3),
@@ -277,8 +288,10 @@ class OutageGate:
         self.last_error = error
         self._streak += 1
         now = self._clock()
+        if self._streak == 1:
+            self._streak_start = now
         if self.down_since is None:
-            if self._streak >= self.STREAK and now - self._last_answer >= self.QUIET:
+            if self._streak >= self.STREAK and now - self._streak_start >= self.QUIET:
                 self.down_since = now
                 self.epoch += 1
                 self._probes = 0

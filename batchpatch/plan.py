@@ -20,6 +20,7 @@ No I/O here. Rules (see README, "Cell semantics"):
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ __all__ = [
 GUARD_SUFFIX = "@expected"
 REPLACE_SUFFIX = "@replace"
 MISSING: Any = object()
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +66,10 @@ class Plan:
 
 def get_path(obj: Any, path: str) -> Any:
     """The value at a dotted path, or MISSING."""
+    if "." not in path:  # the common case
+        return obj.get(path, MISSING) if isinstance(obj, dict) else MISSING
     for part in path.split("."):
-        if not isinstance(obj, Mapping) or part not in obj:
+        if not isinstance(obj, dict) or part not in obj:
             return MISSING
         obj = obj[part]
     return obj
@@ -73,12 +77,15 @@ def get_path(obj: Any, path: str) -> Any:
 
 def same(a: Any, b: Any) -> bool:
     """Equality as a user means it: 1 == 1.0, but True != 1 and "1" != 1."""
+    kind = type(a)
+    if kind is type(b) and kind in _SCALARS:
+        return a == b  # the common case: two strings, two ints
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b or (isinstance(a, float) and isinstance(b, float)
                           and math.isnan(a) and math.isnan(b))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
+    if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
@@ -95,7 +102,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in values.items():
         path = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value and not _is_whole(name):
+        if isinstance(value, dict) and value and not _is_whole(name):
             leaves = flatten(value, path + ".")
         else:
             leaves = {path: value}
@@ -108,8 +115,13 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_path(path: str) -> None:
     """Raise CellError for a field name with an empty part (`a..b`, `.a`)."""
-    if not path or any(not part.strip() for part in path.split(".")):
+    if not _good_path(path):
         raise CellError(f"bad field name {path!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _good_path(path: str) -> bool:
+    return bool(path) and all(part.strip() for part in path.split("."))
 
 
 def collisions(paths: list[str]) -> list[tuple[str, str]]:
@@ -125,6 +137,7 @@ def collisions(paths: list[str]) -> list[tuple[str, str]]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def _field_of(column: str) -> tuple[str, str]:
     """(field path, role) for a column: role is "set", "guard" or "replace"."""
     if column.endswith(GUARD_SUFFIX):

@@ -18,12 +18,17 @@ log = logging.getLogger("batchpatch")
 
 
 def count_rows(path: str, fmt: str, limit_bytes: int = 2 << 30) -> int | None:
-    """Rows in a plain input file, by counting lines (CSV: less the header); None if not cheap.
+    """Rows in a plain input file, by counting lines (CSV: less the header), or from a Parquet
+    file's footer; None if not cheap.
 
     A CSV cell holding a newline makes this a slight overcount; the bar says `~`.
     """
     if path == "-":
         return None
+    if fmt == "parquet":
+        from .parquet_input import count_parquet_rows
+
+        return count_parquet_rows(path)
     try:
         with open(path, "rb") as fh:
             if fh.read(2) == b"\x1f\x8b":

@@ -1,4 +1,5 @@
-"""Streaming reader of input files (CSV or JSONL, plain or gzip, or standard input) into Rows.
+"""Streaming reader of input files (CSV or JSONL, plain or gzip, or standard input; Parquet in
+parquet_input.py) into Rows.
 
 A file that cannot be used at all (missing, no header, no key column) raises UsageError before
 anything is sent. A record that cannot be used becomes a Row with `problem` set, keeping its line
@@ -28,8 +29,9 @@ from .plan import GUARD_SUFFIX, REPLACE_SUFFIX, collisions
 
 __all__ = ["FORMATS", "InputFile", "detect_format", "open_input"]
 
-FORMATS = ("csv", "jsonl")
-_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = ("csv", "jsonl", "parquet")
+_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+             ".parquet": "parquet"}
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 #: what a file cut short or damaged raises while it is read
@@ -37,17 +39,19 @@ READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def detect_format(path: str, fmt: str | None) -> str:
-    """The input format: the one asked for, else the file name's (`.csv`, `.jsonl`; `.gz` too)."""
+    """The input format: the one asked for, else the file name's (`.csv`, `.jsonl`, `.parquet`;
+    `.gz` too)."""
     if fmt:
         if fmt not in FORMATS:
-            raise UsageError(f"unknown --format {fmt!r} (choose csv or jsonl)")
+            raise UsageError(f"unknown --format {fmt!r} (choose csv, jsonl or parquet)")
         return fmt
     if path == "-":
         raise UsageError("reading standard input needs --format csv or --format jsonl")
     name = path[:-3] if path.endswith(".gz") else path
     found = _SUFFIXES.get(Path(name).suffix.lower())
     if found is None:
-        raise UsageError(f"{path}: cannot tell the format from the name; give --format csv|jsonl")
+        raise UsageError(f"{path}: cannot tell the format from the name; give --format "
+                         "csv|jsonl|parquet")
     return found
 
 
@@ -100,6 +104,10 @@ def open_input(path: str, fmt: str | None = None, key_column: str = "PKey",
                delimiter: str = ",") -> InputFile:
     """Open an input file and check it can be used; raises UsageError (exit 2) if not."""
     fmt = detect_format(path, fmt)
+    if fmt == "parquet":
+        from .parquet_input import open_parquet
+
+        return open_parquet(path, key_column)
     if len(delimiter) != 1:
         raise UsageError(f"--delimiter must be one character (got {delimiter!r})")
     stream = _open_binary(path)
@@ -184,7 +192,7 @@ def _open_csv(source: InputFile) -> Iterator[Row]:
     return _csv_rows(source, reader, lines, header)
 
 
-def _check_columns(path: str, columns: list[str]) -> None:
+def _check_columns(path: str, columns: list[str], where: str = "line 1: ") -> None:
     """Two columns that set the same field (`location` and `location.city`) are refused."""
     for suffix in (GUARD_SUFFIX, ""):
         group = [c[: -len(suffix)] if suffix else c for c in columns
@@ -193,12 +201,13 @@ def _check_columns(path: str, columns: list[str]) -> None:
         seen: set[str] = set()
         for name in group:
             if name in seen:
-                raise UsageError(f"{path}: line 1: two columns set the field {name!r}; keep one")
+                raise UsageError(f"{path}: {where}two columns set the field {name!r}; "
+                                 "keep one")
             seen.add(name)
         pairs = collisions(group)
         if pairs:
             a, b = pairs[0]
-            raise UsageError(f"{path}: line 1: columns {a + suffix!r} and {b + suffix!r} "
+            raise UsageError(f"{path}: {where}columns {a + suffix!r} and {b + suffix!r} "
                              f"both set {a!r}; keep one")
 
 

@@ -23,7 +23,14 @@ from .auth import Auth, ImsAuth, StaticAuth
 from .counters import Counters
 from .delete import DeleteProtocol
 from .engine import Engine, Schedule
-from .errors import SIGNAL_EXIT, InputBroken, MaxChangesReached, UsageError, WriteFailed
+from .errors import (
+    SIGNAL_EXIT,
+    AbortRun,
+    InputBroken,
+    MaxChangesReached,
+    UsageError,
+    WriteFailed,
+)
 from .metadata import check_fields, input_columns, load_schema, preflight
 from .model import Outcome, Row
 from .network import register_env_proxy_secrets
@@ -185,10 +192,16 @@ class _Run:
                            timeout=None)
         schema = None
         if self.command == "run":
-            columns = input_columns(s)
+            columns = input_columns(s, self.source)
             if s.mode.fields is not None:
                 check_fields(s.mode.fields, columns, s.input.path)
-            schema = await load_schema(s, client)
+            try:
+                schema = await load_schema(s, client)
+            except AbortRun as exc:  # e.g. the credentials refused: no row has started
+                return Summary(self.counters, RunEnd(time.monotonic() - started, False,
+                                                     abort=exc, started_at=self.started_at),
+                               s.mode.dry_run, self.run_id, outputs.results,
+                               outputs.failures, outputs.summary, settings_shown(s))
             if schema is not None:
                 preflight(schema, columns, s.input.path)
         journal = Journal(outputs.results)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import ssl
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from .errors import BodyTooLarge, Rejected, TimedOut, TlsFailed, Unreachable
 from .settings import Network
@@ -34,8 +35,7 @@ __all__ = ["AiohttpTransport", "MemoryTransport", "Request", "Response", "Transp
 
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     method: str
     url: str
     headers: Mapping[str, str]
@@ -44,8 +44,7 @@ class Request:
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     status: int
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
@@ -103,10 +102,12 @@ class AiohttpTransport:
                                               cookie_jar=aiohttp.DummyCookieJar(),
                                               trust_env=False, timeout=self._timeout)
         self._proxies: dict[str, tuple[str | None, aiohttp.BasicAuth | None]] = {}
+        # most hosts have no proxy at all: then nothing is looked up per request
+        self._any_proxy = bool(network.proxy or {
+            k for k in urllib.request.getproxies_environment() if k != "no"})
 
     def _proxy(self, url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _origin_key(url)
         found = self._proxies.get(origin)
         if found is None:
             proxy = proxy_for(url, self._network.proxy)
@@ -114,35 +115,24 @@ class AiohttpTransport:
         return found
 
     async def send(self, request: Request) -> Response:
-        proxy, proxy_auth = self._proxy(request.url)
+        proxy, proxy_auth = self._proxy(request.url) if self._any_proxy else (None, None)
         timeout = (self._timeout if request.timeout is None else
                    aiohttp.ClientTimeout(total=request.timeout,
                                          sock_connect=min(request.timeout,
                                                           self._network.connect_timeout)))
-        what = f"{request.method} {_origin(request.url)}"
+        url = request.url
+        # a URL we built (or an href the API gave) is already encoded: yarl need not re-quote
+        # it, nor normalise its path (which would turn a key `%2E%2E` into the parent)
+        target: str | URL = URL(url, encoded=True) if _SAFE_URL.fullmatch(url) else url
         try:
             async with self._session.request(
-                request.method, request.url, data=request.body, headers=request.headers,
+                request.method, target, data=request.body, headers=request.headers,
                 allow_redirects=False, timeout=timeout, proxy=proxy, proxy_auth=proxy_auth,
             ) as resp:
                 body = await self._read(resp)
                 return Response(resp.status, resp.headers, body)
-        except TimeoutError:
-            raise TimedOut(f"{what} timed out") from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise TlsFailed(_tls_words(exc.certificate_error, request.url)) from None
-        except aiohttp.ClientSSLError as exc:
-            raise TlsFailed(_tls_words(exc, request.url)) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError) as exc:
-            raise Unreachable(f"{what} failed: {type(exc).__name__}: {exc}", sent=False) \
-                from None
-        except (aiohttp.InvalidURL, ValueError) as exc:
-            raise Rejected(f"cannot send to {request.url!r}: {type(exc).__name__}: {exc}") \
-                from None
-        except aiohttp.ClientError as exc:
-            raise Unreachable(f"{what} failed: {type(exc).__name__}: {exc}") from None
-        except OSError as exc:
-            raise Unreachable(f"{what} failed: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            raise _transport_error(exc, request) from None
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._network.max_body
@@ -165,9 +155,38 @@ class AiohttpTransport:
         await self._session.close()
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*)?"
+                       r"(?:\?[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*)?")
+
+
+def _origin_key(url: str) -> str:
+    """`scheme://host:port` of a URL, by string slicing (this runs for every request)."""
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    query = url.find("?", start)
+    if end < 0 or 0 <= query < end:
+        end = query
+    return url if end < 0 else url[:end]
+
+
+def _transport_error(exc: Exception, request: Request) -> Exception:
+    """The typed error for what aiohttp (or the OS) raised; other exceptions as they are."""
+    what = f"{request.method} {_origin_key(request.url)}"
+    if isinstance(exc, BodyTooLarge):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"{what} timed out")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return TlsFailed(_tls_words(exc.certificate_error, request.url))
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TlsFailed(_tls_words(exc, request.url))
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientProxyConnectionError):
+        return Unreachable(f"{what} failed: {type(exc).__name__}: {exc}", sent=False)
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return Rejected(f"cannot send to {request.url!r}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return Unreachable(f"{what} failed: {type(exc).__name__}: {exc}")
+    return exc
 
 
 def _tls_words(error: BaseException, url: str) -> str:

@@ -54,6 +54,9 @@ class Validation:
                          + (f"; JSON types: {dict(use.types)}" if use.types else ""))
         if null_token is None and self.format == "csv":
             lines.append("  (no --null-token: no CSV cell sets null)")
+        if self.format == "parquet":
+            lines.append("  (Parquet: a null cell sets the field to null; leave a column out "
+                         "to leave its field as is)")
         dupes = {k: v for k, v in self.duplicates.items() if len(v) > 1}
         if dupes:
             lines.append(f"warning: {len(dupes)} keys appear more than once (applied in input "

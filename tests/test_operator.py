@@ -102,7 +102,7 @@ def test_validate_reports_every_problem_offline(sandbox, tmp_path: Path) -> None
 def test_canary_stops_before_the_rest_of_the_file(sandbox, tmp_path: Path) -> None:
     rows = [[f"@missing{i}", "1"] for i in range(20)] + phone_rows(30)
     fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], rows)
-    proc = run_cli("run", fixes, *target_args(sandbox), "--canary", "20")
+    proc = run_cli("run", fixes, *target_args(sandbox), "--canary", "20", "--schema", "none")
     assert proc.returncode == 3, proc.stderr
     assert "canary: 20 of the first 20 rows failed" in proc.stderr
     assert len(read_results(tmp_path / "f.results.jsonl")) == 20
@@ -129,7 +129,7 @@ def test_report_numbers_match_the_summary(sandbox, tmp_path: Path) -> None:
     sandbox.configure(fault_429=0.05, fault_5xx=0.05, retry_after="0", seed=4)
     fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone", "location.city"],
                       [[*r, "Nice"] for r in phone_rows(45)] + [["@none", "1", ""]])
-    proc = run_cli("run", fixes, *target_args(sandbox))
+    proc = run_cli("run", fixes, *target_args(sandbox), "--schema", "none")
     assert proc.returncode == 1, proc.stderr
     summary = json.loads((tmp_path / "f.summary.json").read_text())
     for name in ("report.md", "report.html"):

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from batchpatch.coerce import INT64_MAX, INT64_MIN, to_float, to_int
 from batchpatch.errors import CellError
-from batchpatch.failures import RawFailures
 from batchpatch.plan import flatten, get_path, plan_patch
 from batchpatch.rows import open_input
 from batchpatch.undo import Changes, write_undo

@@ -78,4 +78,4 @@ def test_the_journal_keeps_each_rows_last_intent_and_skips_a_torn_tail(tmp_path:
     journal.close()
     with open(journal.path, "ab") as fh:
         fh.write(b'{"row": 4, "pk')
-    assert journal.load() == {2: {"x": [2, 3]}, 3: {"y": [None, "a"]}}
+    assert journal.load() == {2: ("patch", {"x": [2, 3]}), 3: ("patch", {"y": [None, "a"]})}

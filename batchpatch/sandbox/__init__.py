@@ -1,7 +1,7 @@
-"""A local server that speaks the Adobe Campaign Standard profile API and the IMS token endpoint,
-with knobs for latency, rate limits and injected faults: for the demo, the tests, the benchmarks,
-and for rehearsing a night's file. The server module is imported on first use (`--help` stays
-fast)."""
+"""A local server that speaks the Adobe Campaign Standard profile API (or Campaign v8's flavour
+of it) and the IMS token endpoint, over HTTP or HTTPS, with knobs for latency, rate limits,
+injected faults and chaos: for the demo, the tests, the benchmarks, and for rehearsing a night's
+file. The server module is imported on first use (`--help` stays fast)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Run the sandbox as a separate process on loopback, and talk to its control endpoints.
 
 Used by `make demo`, the end-to-end tests and the benchmarks: a real server, a real socket.
+Given `--tls-cert FILE --tls-key FILE` among its flags the sandbox serves HTTPS and `url` starts
+with https://; the control calls then trust `cafile` if given, else (loopback, test-only) skip
+certificate verification.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -20,10 +24,12 @@ __all__ = ["SandboxProcess"]
 class SandboxProcess:
     """`with SandboxProcess(profiles) as sbx:` starts `batchpatch sandbox` on a free port."""
 
-    def __init__(self, profiles: str | Path, *flags: str, startup_timeout: float = 20.0) -> None:
+    def __init__(self, profiles: str | Path, *flags: str, startup_timeout: float = 20.0,
+                 cafile: str | Path | None = None) -> None:
         self.profiles = str(profiles)
         self.flags = list(flags)
         self.startup_timeout = startup_timeout
+        self.cafile = None if cafile is None else str(cafile)
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
 
@@ -61,8 +67,18 @@ class SandboxProcess:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30, context=self._tls()) as resp:
             return json.loads(resp.read())
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https://"):
+            return None
+        if self.cafile is not None:
+            return ssl.create_default_context(cafile=self.cafile)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     def reset(self, profiles: list[dict[str, Any]] | None = None, **config: Any) -> None:
         """Fresh state: these profiles (or the loaded ones, as they are now) and these knobs."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .frames import RunResult
+from .result import RunResult
 
 __version__ = "0.1.0"
 __all__ = ["RunResult", "__version__", "run", "run_async"]

@@ -8,7 +8,6 @@ Heavy modules (aiohttp, pandas) are imported inside the commands, so `--help` st
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -127,6 +126,8 @@ def _setup_logging(level: str, fmt: str, run_id: str = "") -> None:
 
 
 def _asyncio_run(coro: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:

@@ -122,9 +122,12 @@ def output_paths(values: Mapping[str, Any], input_path: str, input_format: str) 
     def beside(given: str | None, suffix: str) -> Path:
         return Path(given) if given else stem.with_name(f"{stem.name}.{suffix}")
 
+    metrics = values.get("metrics_file")
     return Outputs(beside(values.get("results"), "results.jsonl"),
                    beside(values.get("failures"), f"failures.{input_format}"),
-                   beside(values.get("summary"), "summary.json"))
+                   beside(values.get("summary"), "summary.json"),
+                   Path(metrics) if metrics else None,
+                   values.get("metrics_job") or stem.name)
 
 
 def load_settings(

@@ -43,6 +43,7 @@ import orjson
 
 from .arrowvalues import Unsendable, exact_number, iso_datetime
 from .errors import UsageError
+from .result import RunResult
 from .resume import file_identity
 
 __all__ = ["RunResult", "Spool", "is_path", "spool_for"]
@@ -50,15 +51,6 @@ __all__ = ["RunResult", "Spool", "is_path", "spool_for"]
 #: DataFrame rows converted to Arrow at a time, and Arrow rows written at a time
 _CHUNK_ROWS = 65536
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME
-
-
-class RunResult(dict[str, Any]):
-    """The run's summary dict; `failed_rows` holds the failed rows of in-memory input."""
-
-    def __init__(self, summary: Mapping[str, Any], failed_rows: Any = None) -> None:
-        super().__init__(summary)
-        #: DataFrame (DataFrame/Arrow input), list of dicts (iterable input), None (a path)
-        self.failed_rows = failed_rows
 
 
 def is_path(data: Any) -> bool:

@@ -301,6 +301,11 @@ OPTIONS: tuple[Option, ...] = (
        "write (patch or create) at most N rows in this run; then stop (exit 3)"),
     _o("fields", field_list, _MODE.fields, "modes", _ONLINE,
        "the only fields the file may set (comma-separated); any other column refuses the file"),
+    _o("metrics_file", text, None, "output", _WRITE,
+       "write Prometheus metrics here (text format, replaced atomically) every "
+       "--progress-every seconds and at the end"),
+    _o("metrics_job", text, None, "output", _WRITE,
+       "the metrics' job label (default: the input's name without extensions)"),
     _o("notify", text, None, "output", _WRITE,
        "POST the summary (JSON, with a one-line `text`) to this URL when the run ends"),
     _o("canary", integer(minimum=1), _MODE.canary, "modes", _RUN, "process the first N rows; if "

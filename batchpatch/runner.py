@@ -6,9 +6,7 @@ return the summary (the same dict written to --summary).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -18,20 +16,20 @@ from typing import Any
 
 import orjson
 
+from . import signals
 from .api import ApiClient
-from .auth import Auth, ImsAuth, StaticAuth
+from .assembly import create_url, make_auth, manifest_content, settings_shown
 from .counters import Counters
 from .delete import DeleteProtocol
 from .engine import Engine, Schedule
 from .errors import (
-    SIGNAL_EXIT,
     AbortRun,
-    InputBroken,
     MaxChangesReached,
-    UsageError,
     WriteFailed,
 )
+from .finish import rebuild_failures, tidy
 from .metadata import check_fields, input_columns, load_schema, preflight
+from .metrics import MetricsFile
 from .model import Outcome, Row
 from .network import register_env_proxy_secrets
 from .notify import notify
@@ -40,7 +38,7 @@ from .pacing import OutageGate, Pacer
 from .policy import Breaker
 from .progress import Progress, count_rows
 from .protocol import BeforeWrite, RowMode, RowProtocol
-from .resume import Journal, Manifest, PriorResults, RunLock, compact, file_identity
+from .resume import Journal, Manifest, PriorResults, RunLock
 from .rows import InputFile, detect_format, open_input
 from .settings import Settings
 from .summary import RunEnd, Summary
@@ -50,64 +48,6 @@ from .writer import ResultsWriter
 __all__ = ["execute"]
 
 log = logging.getLogger("batchpatch")
-
-
-def manifest_content(settings: Settings) -> dict[str, Any]:
-    """Every setting that changes what a row's outcome is: a resume must use the same."""
-    spec = settings.input
-    identity = {"path": "-"} if spec.path == "-" else file_identity(spec.path)
-    target = settings.target
-    return {
-        "input": identity,
-        "format": detect_format(spec.path, spec.format),
-        "key_column": spec.key_column,
-        "delimiter": spec.delimiter,
-        "target": target.template,
-        "lookup": target.lookup_template,
-        "dry_run": settings.mode.dry_run,
-        "no_verify": settings.mode.no_verify,
-        "null_token": spec.null_token,
-        "schema": settings.schema,
-        "on_missing": settings.mode.on_missing,
-        "create_url": create_url(settings),
-    }
-
-
-def create_url(settings: Settings) -> str | None:
-    """Where --on-missing create POSTs: --create-url, else the Adobe resource's collection."""
-    if settings.mode.on_missing != "create":
-        return None
-    if settings.mode.create_url:
-        return settings.mode.create_url
-    return settings.target.collection if not settings.target_spec.url_template else None
-
-
-def settings_shown(settings: Settings) -> dict[str, Any]:
-    """What the run was asked to do, as the summary and the report show it (no secret)."""
-    pacing = settings.pacing
-    return {
-        "input": settings.input.path,
-        "target": settings.target.template,
-        "lookup": settings.target.lookup_template,
-        "rate": pacing.rate.rate,
-        "concurrency": pacing.concurrency,
-        "retries": pacing.retry.retries,
-        "timeout": pacing.timeouts.request,
-        "dry_run": settings.mode.dry_run,
-        "no_verify": settings.mode.no_verify,
-        "resume": settings.mode.resume,
-        "on_missing": settings.mode.on_missing,
-        "max_changes": settings.mode.max_changes,
-    }
-
-
-def make_auth(settings: Settings, transport: Transport, counters: Counters) -> Auth:
-    c = settings.credentials
-    if c.uses_ims:
-        assert c.client_id and c.client_secret
-        return ImsAuth(transport, c.client_id, c.client_secret, c.scopes, c.ims_url,
-                       timeout=settings.pacing.timeouts.request, counters=counters)
-    return StaticAuth(c.token, c.api_key)
 
 
 async def execute(
@@ -146,6 +86,8 @@ async def execute(
             except OSError as exc:
                 log.error("%s: cannot write the summary: %s", outputs.summary,
                           exc.strerror or exc)
+            if run.metrics is not None:
+                run.metrics.write(run.counters, record["elapsed_s"], record["exit_code"])
             if settings.notify:
                 await notify(settings.notify, record, settings.network)
             return record
@@ -169,6 +111,9 @@ class _Run:
         self.transport = transport
         self.received: list[signal.Signals] = []
         self.engine: Engine | None = None
+        outputs = settings.outputs
+        self.metrics = (MetricsFile(outputs.metrics, outputs.metrics_job)
+                        if outputs is not None and outputs.metrics is not None else None)
 
     async def go(self, handle_signals: bool,
                  on_engine: Callable[[Engine], None] | None) -> Summary:
@@ -229,24 +174,25 @@ class _Run:
         if on_engine:
             on_engine(engine)
         if handle_signals:
-            self._install_signals(engine, s.pacing.grace)
+            signals.install(engine, s.pacing.grace, self.received)
         writer_task = asyncio.create_task(writer.run())
-        progress_task = self._start_progress()
+        watchers = [task for task in (self._start_progress(), self._start_metrics(started))
+                    if task is not None]
         try:
             await engine.run(iter(self.source))
         finally:
             writer.finish()
             await writer_task
-            if progress_task is not None:
-                progress_task.cancel()
-                await asyncio.gather(progress_task, return_exceptions=True)
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             if handle_signals:
-                _remove_signals()
+                signals.remove()
         if self.prior is not None and writer.broken is None:
-            self._rebuild_failures()
+            rebuild_failures(s, self.prior)
         finished = engine.input_finished and engine.abort is None and not self.received
         if finished and writer.broken is None:
-            self._tidy(journal)
+            tidy(s, journal, self.prior is not None)
         return Summary(self.counters, self._end(engine, time.monotonic() - started),
                        s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
                        outputs.summary, settings_shown(s))
@@ -278,52 +224,10 @@ class _Run:
             prior.add(outcome.row, outcome.status, outcome.retryable)  # the row's final word
         writer.put(outcome)
 
-    def _rebuild_failures(self) -> None:
-        """After a resume, the failures file lists the failed rows of every record, whether or
-        not this run got as far as them: one more pass over the input."""
-        s, prior = self.settings, self.prior
-        assert prior is not None and s.outputs is not None
-        path = s.outputs.failures
-        tmp = path.with_name(path.name + ".tmp")
-        spec = s.input
-        try:
-            source = open_input(spec.path, spec.format, spec.key_column, spec.delimiter)
-        except UsageError:
-            return
-        try:
-            out = source.failures_file(tmp)
-            try:
-                with contextlib.suppress(InputBroken):
-                    for row in source:
-                        status = prior.status(row.line)
-                        if status is not None and status.is_failure:
-                            out.write(row.raw)
-                out.sync()
-            finally:
-                out.close()
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            log.warning("%s: could not list every failed row: %s", path, exc.strerror or exc)
-        finally:
-            source.close()
-
     def _write_failed(self, exc: WriteFailed) -> None:
         log.error("%s", exc)
         if self.engine is not None:
             self.engine.fail(exc)
-
-    def _tidy(self, journal: Journal) -> None:
-        """A finished run: one record per row (the last), and no journal left to replay."""
-        outputs = self.settings.outputs
-        assert outputs is not None
-        try:
-            if self.prior is not None:
-                compact(outputs.results)
-            journal.remove()
-        except OSError as exc:
-            log.warning("%s: could not tidy the results: %s", outputs.results,
-                        exc.strerror or exc)
 
     def _end(self, engine: Engine, elapsed: float) -> RunEnd:
         c = self.counters
@@ -337,6 +241,20 @@ class _Run:
                       self.received[0] if self.received else None, left, self.started_at,
                       tuple(self.gate.periods))
 
+    def _start_metrics(self, started: float) -> asyncio.Task[None] | None:
+        """The metrics file, rewritten every --progress-every seconds while the run goes."""
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        every = self.settings.reporting.progress_every
+
+        async def loop() -> None:
+            while True:
+                metrics.write(self.counters, time.monotonic() - started)
+                await asyncio.sleep(every)
+
+        return asyncio.create_task(loop())
+
     def _start_progress(self) -> asyncio.Task[None] | None:
         s = self.settings
         mode = s.reporting.progress
@@ -349,29 +267,4 @@ class _Run:
                             total, tty, s.reporting.progress_every,
                             done_before=self.prior.count if self.prior else 0)
         return asyncio.create_task(progress.run())
-
-    def _install_signals(self, engine: Engine, grace: float) -> None:
-        loop = asyncio.get_running_loop()
-        received = self.received
-
-        def on_signal(sig: signal.Signals) -> None:
-            received.append(sig)
-            if len(received) == 1:
-                log.warning("%s: finishing the rows in flight (up to %.0f s); again to stop "
-                            "now", sig.name, grace)
-                engine.stop()
-                loop.call_later(grace, engine.cancel)
-            else:
-                log.warning("%s again: stopping now", sig.name)
-                engine.cancel()
-
-        for sig in SIGNAL_EXIT:
-            loop.add_signal_handler(sig, on_signal, sig)
-
-
-def _remove_signals() -> None:
-    loop = asyncio.get_running_loop()
-    for sig in SIGNAL_EXIT:
-        with contextlib.suppress(Exception):
-            loop.remove_signal_handler(sig)
 

@@ -116,10 +116,16 @@ class Outputs:
     results: Path
     failures: Path
     summary: Path
+    metrics: Path | None = None
+    #: the metrics' job label
+    metrics_job: str = "batchpatch"
 
     def all(self) -> dict[str, Path]:
-        return {"--results": self.results, "--failures": self.failures,
-                "--summary": self.summary}
+        paths = {"--results": self.results, "--failures": self.failures,
+                 "--summary": self.summary}
+        if self.metrics is not None:
+            paths["--metrics-file"] = self.metrics
+        return paths
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,35 @@ async def test_a_real_runs_counts_equal_its_summary(sandbox, tmp_path: Path) -> 
     assert get("batchpatch_retries_total") == summary["retries"]
     assert get("batchpatch_rate_limited_total") == summary["rate_limited"]
     assert get("batchpatch_last_run_exit_code") == summary["exit_code"] == 1
+
+
+def test_a_run_writes_metrics_that_equal_its_summary(sandbox, tmp_path: Path) -> None:
+    import json
+
+    from conftest import run_cli, target_args, write_csv
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sandbox.configure(fault_429=0.1, retry_after="0", seed=5)
+    fixes = write_csv(tmp_path / "night.csv", ["PKey", "phone"],
+                      [[f"@p{i:05d}", f"+7{i}"] for i in range(30)] + [["@nobody", "1"]])
+    metrics = tmp_path / "textfile" / "batchpatch.prom"
+    proc = run_cli("run", fixes, *target_args(sandbox), "--metrics-file", metrics,
+                   "--progress-every", "0.2")
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads((tmp_path / "night.summary.json").read_text())
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    rows = {s.labels["status"]: s.value for s in families["batchpatch_rows"].samples
+            if s.name == "batchpatch_rows_total"}
+    assert {k: v for k, v in rows.items() if v} == {
+        k: float(v) for k, v in summary["counts"].items() if v}
+    requests = {(s.labels["method"], s.labels["code"]): s.value
+                for s in families["batchpatch_requests"].samples
+                if s.name == "batchpatch_requests_total"}
+    assert requests == {(m, c): float(n) for m, codes in summary["requests"].items()
+                        for c, n in codes.items()}
+    (code,) = families["batchpatch_last_run_exit_code"].samples
+    assert code.value == 1 and code.labels["job"] == "night"
+    (limited,) = [s for s in families["batchpatch_rate_limited"].samples
+                  if s.name == "batchpatch_rate_limited_total"]
+    assert limited.value == summary["rate_limited"]
+    assert not list(metrics.parent.glob("*.tmp*"))  # written atomically

@@ -5,14 +5,13 @@ until SIGINT/SIGTERM. Every knob of SandboxConfig but `ignore_fields` has a `--k
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_OK, UsageError
-from .config import CHAOS_KINDS, CHOICES, SandboxConfig
+from .config import CHAOS_KINDS, CHAOS_METHODS, CHOICES, SandboxConfig
 
 if TYPE_CHECKING:
     import ssl
@@ -50,6 +49,9 @@ def add_sandbox_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of API requests that get one misbehaviour from --chaos-kinds")
     p.add_argument("--chaos-kinds", type=_kinds, default=DEFAULTS.chaos_kinds,
                    metavar="KIND,KIND", help=f"from {','.join(CHAOS_KINDS)} (default: all)")
+    p.add_argument("--chaos-methods", type=_methods, default=DEFAULTS.chaos_methods,
+                   metavar="METHOD,METHOD",
+                   help=f"chaos only for these, from {','.join(CHAOS_METHODS)} (default: all)")
     p.add_argument("--chaos-elsewhere", default=DEFAULTS.chaos_elsewhere, metavar="URL",
                    help="where the redirect_elsewhere misbehaviour points")
     p.add_argument("--schema", metavar="FILE",
@@ -67,6 +69,8 @@ def add_sandbox_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-id", default="", help="accept IMS tokens for this client id")
     p.add_argument("--client-secret", default="")
     p.add_argument("--token-lifetime", type=float, default=86399.0)
+    p.add_argument("--ims-expires-in", default="", metavar="JSON",
+                   help="JSON text IMS answers as expires_in (default: the token lifetime)")
     p.add_argument("--seed", type=int)
 
 
@@ -86,6 +90,8 @@ def run_sandbox(args: argparse.Namespace,
     except (OSError, ValueError) as exc:
         raise UsageError(f"{args.profiles}: cannot load profiles: {exc}") from None
     tls = _tls_context(args.tls_cert, args.tls_key)
+
+    import asyncio
 
     async def main() -> None:
         runner = await serve(make_app(config, profiles), args.host, args.port, tls)
@@ -107,6 +113,15 @@ def _kinds(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown chaos kind {(unknown or [text])[0]!r}; "
                                          f"known: {', '.join(CHAOS_KINDS)}")
     return kinds
+
+
+def _methods(text: str) -> list[str]:
+    methods = [m.strip().upper() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in CHAOS_METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(f"unknown chaos method {(unknown or [text])[0]!r}; "
+                                         f"known: {', '.join(CHAOS_METHODS)}")
+    return methods
 
 
 def _read_schema(path: str) -> Any:

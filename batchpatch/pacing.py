@@ -44,7 +44,10 @@ _NOT_ANSWERING = frozenset({502, 503, 504})
 class Pacer:
     """The gate before every request attempt: global pause, adapted rate, then the ceiling.
 
-    State: `_resume_at` is the clock time before which nobody sends (0: no pause)."""
+    State: `_resume_at` is the clock time before which nobody sends (0: no pause);
+    `_next_probe` when the next probe may go while the adapter holds the pool."""
+
+    HOLD_PROBE = 0.5
 
     def __init__(self, policy: RatePolicy, counters: Counters | None = None,
                  retry: RetryPolicy | None = None, clock: Clock = time.monotonic,
@@ -56,6 +59,7 @@ class Pacer:
         self._max_pause = (retry or RetryPolicy()).max_retry_after
         self.adapter: RateAdapter | None = (
             RateAdapter(policy.rate, counters, clock) if policy.adaptive else None)
+        self._next_probe = 0.0
 
     @property
     def paused_until(self) -> float:
@@ -69,11 +73,14 @@ class Pacer:
         adapter = self.adapter
         return (self._ceiling is None and self._resume_at == 0.0
                 and self.gate.down_since is None
-                and (adapter is None or adapter._limiter is None))
+                and (adapter is None or (adapter._limiter is None and not adapter.held)))
 
     async def wait_turn(self) -> None:
         if self.gate.down_since is not None:
             await self.gate.wait()
+        while self.adapter is not None and self.adapter.held:
+            if await self._probe_turn():
+                break  # this request is the probe
         if self._resume_at and (delay := self._resume_at - self._clock()) <= 0:
             self._resume_at = 0.0
         while (delay := self._resume_at - self._clock()) > 0:
@@ -83,11 +90,25 @@ class Pacer:
         if self._ceiling is not None:
             await self._ceiling.acquire()
 
+    async def _probe_turn(self) -> bool:
+        """While the server refuses nearly everything (a spent window): one request at a time,
+        HOLD_PROBE seconds apart, until one is accepted. True: the caller is the probe."""
+        now = self._clock()
+        if now >= self._next_probe:
+            self._next_probe = now + self.HOLD_PROBE
+            return True
+        await asyncio.sleep(self._next_probe - now)
+        return False
+
     def pause(self, seconds: float) -> None:
         """Hold every worker for `seconds` (capped like a Retry-After: the server asked the
         whole client to slow down, not to stop for a day)."""
         seconds = min(max(0.0, seconds), self._max_pause)
-        self._resume_at = max(self._resume_at, self._clock() + seconds)
+        until = self._clock() + seconds
+        if until > self._resume_at:
+            if self.adapter is not None:
+                self.adapter.paused(until - max(self._resume_at, self._clock()))
+            self._resume_at = until
 
     def on_answer(self, status: int, retry_after: float | None) -> None:
         """Feed every HTTP answer to the adapter and the outage gate."""
@@ -114,20 +135,31 @@ class RateAdapter:
     the share of 429s seen that slowing down did not cure. Each tick (a second, and at least
     MIN_ANSWERS answers) compares what was sent with what the server accepted:
     - a tick where more than `threshold` was refused may be the server's limit: the rate drops
-      just under what the server accepted, and the next tick checks the cure;
+      just under what the server accepted in that tick (a sliding window's limit, a token
+      bucket's refill rate), and the next tick checks the cure;
     - if the next tick is refused as often, the 429s were not about our pace (a flaky gateway
       refusing a share whatever the rate): the cut is undone and that share becomes `noise`,
       which raises `threshold`, so random 429s cannot wear the rate down;
-    - otherwise each tick steps the rate up: by 1% near `limit`, by 10% well under it or with no
-      known limit; `limit` is forgotten once the rate passes it comfortably.
+    - a tick refused almost whole (BLACKOUT) is a fixed window spent: the pool is held to one
+      probe at a time (`held`) until the server accepts again, and then runs at what it
+      accepted over that whole cycle (`_cycle_start`, `_cycle_accepted`), less LAND;
+    - otherwise the rate steps up: by 1% every NEAR_EVERY ticks near `limit` (where the
+      threshold is NEAR_THRESHOLD: a bucket refuses late and little), by 10% a tick well under
+      it or with no known limit; `limit` is forgotten once the rate passes it comfortably.
     """
 
     TICK = 1.0
-    MIN_ANSWERS = 10
+    MIN_ANSWERS = 40  # a tick judged on fewer answers mistakes chance for a limit
     BASE_THRESHOLD = 0.08  # share of 429s in a tick that may mean "over the limit"
-    STOP_EVERYONE = 0.5  # a share this high pauses the whole pool for Retry-After
-    BACKOFF = 0.9  # land this far under the accepted rate
+    NEAR_THRESHOLD = 0.02  # the same, near a limit found before
+    BLACKOUT = 0.5  # a share this high holds the pool to one probe at a time
+    SHORT_BLACKOUT = 2.5  # seconds: a hold shorter than this was not a fixed window
+    WINDOW_LAND = 0.98  # under a fixed window's measured rate
+    WINDOW_PROBE_EVERY = 5  # clean ticks between 1% steps under a fixed window (a window
+    # spent early costs only the probes of the hold that follows)
+    LAND = 0.98  # land this far under the accepted rate
     NEAR_STEP = 1.01
+    NEAR_EVERY = 2
     FAR_STEP = 1.10
 
     def __init__(self, ceiling: float, counters: Counters | None = None,
@@ -136,17 +168,30 @@ class RateAdapter:
         self.rate: float | None = None
         self.limit: float | None = None
         self.noise = 0.0
+        self.held = False
         self._counters = counters or Counters()
         self._clock = clock
-        self._before_cut: tuple[float | None, float | None, float] | None = None
+        #: (rate, limit, share, sent/s, accepted/s) of the tick a cut was made on
+        self._before_cut: tuple[float | None, float | None, float, float, float] | None = None
+        self._tick_sent = 0
         self._limiter: AsyncLimiter | None = None
         self._tick_start = clock()
         self._sent = 0
         self._refused = 0
+        self._clean_ticks = 0
+        self._cycle_start = self._tick_start
+        self._cycle_accepted = 0
+        self._held_since = 0.0
+        self._held_rate = 0.0
+        self.windowed = False
+        self._paused = 0.0
+        self._started = False
 
     @property
     def threshold(self) -> float:
-        return max(self.BASE_THRESHOLD, 2 * self.noise)
+        near = (self.limit is not None and self.rate is not None
+                and self.rate >= self.limit * self.LAND * 0.99)
+        return max(self.NEAR_THRESHOLD if near else self.BASE_THRESHOLD, 2 * self.noise)
 
     @property
     def cuts(self) -> int:
@@ -166,35 +211,118 @@ class RateAdapter:
 
     def record(self, rate_limited: bool) -> bool:
         """Count one answer; returns True when the whole pool should pause for Retry-After."""
+        if not self._started:  # the first tick starts with the first answer, not at set-up
+            self._started = True
+            self._tick_start = self._cycle_start = self._clock()
         self._sent += 1
-        self._refused += rate_limited
+        if rate_limited:
+            self._refused += 1
+        else:
+            self._cycle_accepted += 1
+            if self.held:
+                self._release()
         now = self._clock()
         elapsed = now - self._tick_start
         if elapsed < self.TICK or (self._sent < self.MIN_ANSWERS and elapsed < 5 * self.TICK):
             return False
-        accepted_rate = (self._sent - self._refused) / elapsed
+        # a pool-wide pause (Retry-After) inside the tick sent nothing: it is not the
+        # server's pace, so it does not count in the rate it accepted
+        active = max(elapsed - self._paused, elapsed * 0.25)
+        self._paused = 0.0
+        accepted_rate = (self._sent - self._refused) / active
         share = self._refused / self._sent
+        refused = self._refused
+        self._tick_sent = self._sent
         self._tick_start, self._sent, self._refused = now, 0, 0
         checking, self._before_cut = self._before_cut, None
-        if checking is not None and share > max(checking[2] / 3, 0.02):
+        if share >= self.BLACKOUT:
+            if not self.held:
+                self.held = True  # until an answer is accepted (see _release)
+                self._held_since, self._held_rate = now, accepted_rate
+                self._counters.rate_cuts += 1
+            return True
+        sent_rate = (self._tick_sent) / elapsed
+        if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 3:
+            before_share, before_sent, before_accepted = checking[2], checking[3], checking[4]
+            if (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
+                    or share > before_share * 1.2):
+                # we sent less, and the server accepted nearly as much, or refused a larger
+                # share: a limit still below us (the first tick's count held a burst), not
+                # noise; cut again to what it accepts
+                self._before_cut = (*checking[:2], share, sent_rate, accepted_rate)
+                self.limit = max(1.0, accepted_rate)
+                self._set(self.limit * self.LAND)
+                self._counters.rate_cuts += 1
+                return False
             # the cut did not cure the 429s: they are noise, not our pace
             self.rate, self.limit = checking[0], checking[1]
             self._set(self.rate if self.rate is not None else self.ceiling)
             self.noise = max(self.noise * 0.9, share)
             return False
-        if share > self.threshold:
-            self._before_cut = (self.rate, self.limit, share)
+        if self.windowed:
+            return self._windowed_tick(share, refused)
+        if share > self.threshold and refused >= 2:
+            self._before_cut = (self.rate, self.limit, share, sent_rate, max(accepted_rate, 1e-9))
             self.limit = max(1.0, accepted_rate)
-            self._set(self.limit * self.BACKOFF)
+            self._set(self.limit * self.LAND)
             self._counters.rate_cuts += 1
-            return share > self.STOP_EVERYONE
+            self._clean_ticks = 0
+            return False
         self.noise *= 0.99
+        self._clean_ticks += 1
         if self.rate is not None:
             if self.limit is not None and self.rate > self.limit * 1.1:
                 self.limit = None
-            near = self.limit is not None and self.rate >= self.limit * self.BACKOFF
-            self._set(self.rate * (self.NEAR_STEP if near else self.FAR_STEP))
+            near = self.limit is not None and self.rate >= self.limit * self.LAND * 0.99
+            if not near:
+                self._set(self.rate * self.FAR_STEP)
+            elif self._clean_ticks % self.NEAR_EVERY == 0:
+                # the longer the server takes our pace, the bolder the next step (1%, 2%, 4%,
+                # up to 8%): a limit measured low is found again in a few steps
+                steps = self._clean_ticks // self.NEAR_EVERY
+                grow = (self.NEAR_STEP - 1) * 2 ** min(steps - 1, 3)
+                self._set(self.rate * (1 + grow))
         return False
+
+    def paused(self, seconds: float) -> None:
+        """The pacer held the pool this long (Retry-After) during the current tick."""
+        self._paused += seconds
+
+    def _windowed_tick(self, share: float, refused: int) -> bool:
+        """Under a fixed window: hold the measured cycle rate; a few refusals at a window's end
+        lower it a little; a long clean spell raises it by 1%."""
+        if refused >= 2 and share > self.NEAR_THRESHOLD and self.rate is not None:
+            self._set(self.rate * 0.99)
+            self._clean_ticks = 0
+            return False
+        self._clean_ticks += 1
+        if self._clean_ticks % self.WINDOW_PROBE_EVERY == 0 and self.rate is not None:
+            self._set(self.rate * self.NEAR_STEP)
+        return False
+
+    def _release(self) -> None:
+        """The server accepts again after a blackout. A short one (a sliding window, a token
+        bucket refilling) means its limit is what it accepted while refusing; a long one is a
+        fixed window spent: from then on the limit is what it accepted over whole cycles
+        (`windowed`), and the rate stays just under it."""
+        self.held = False
+        now = self._clock()
+        span = now - self._cycle_start
+        was_windowed = self.windowed
+        if now - self._held_since > self.SHORT_BLACKOUT:
+            self.windowed = True
+        if self.windowed and span >= self.TICK:
+            # cycles since the last release that did not spend the window count too: the
+            # estimate never drops below the highest measured
+            measured = self._cycle_accepted / span
+            self.limit = max(1.0, measured, self.limit if was_windowed and self.limit else 0)
+            self._set(self.limit * self.WINDOW_LAND)
+        elif not self.windowed:
+            self.limit = max(1.0, self._held_rate)
+            self._set(min(self.rate or self.ceiling, self.limit * self.LAND))
+        self._cycle_start, self._cycle_accepted = now, 1
+        self._tick_start, self._sent, self._refused = now, 0, 0
+        self._clean_ticks = 0
 
     def _set(self, rate: float) -> None:
         if rate >= self.ceiling:

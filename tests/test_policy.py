@@ -24,11 +24,12 @@ def clock() -> Clock:
 
 
 def tick(adapter: RateAdapter, clock: Clock, sent: int, refused: int) -> bool:
-    """One second of answers: `refused` of `sent` were 429s."""
+    """One second of answers, the first at the tick's start and the last a second later:
+    `refused` of `sent` were 429s (they come first)."""
     paused = False
     for i in range(sent):
-        clock.now += 1.0 / sent + 1e-6
         paused = adapter.record(i < refused) or paused
+        clock.now += 1.0 / (sent - 1) if i < sent - 1 else 1e-3
     return paused
 
 
@@ -41,12 +42,43 @@ def test_no_pushback_costs_nothing(clock: Clock) -> None:
 
 def test_a_server_limit_is_found_and_held_just_under(clock: Clock) -> None:
     adapter = RateAdapter(100, clock=clock)
-    assert tick(adapter, clock, 100, 80)  # 20 accepted of 100: pause everyone, cut
+    assert tick(adapter, clock, 100, 80)  # 20 accepted of 100: pause everyone, hold
+    assert adapter.held
+    tick(adapter, clock, 40, 0)  # accepted again within a second: not a fixed window
+    assert not adapter.held and not adapter.windowed
     assert adapter.limit == pytest.approx(20, rel=0.05)
-    assert adapter.rate == pytest.approx(18, rel=0.05)
-    for _ in range(5):  # under the limit: slow probing, 1% a tick
-        tick(adapter, clock, round(adapter.rate), 0)
-    assert 18 < adapter.rate < 19.5
+    assert adapter.rate == pytest.approx(19.6, rel=0.05)
+    for _ in range(6):  # at the limit: slow probing, 1% then 2% then 3% every other tick
+        tick(adapter, clock, 40, 0)
+    assert 19.6 < adapter.rate < 21.5
+
+
+def test_a_first_cut_that_was_not_enough_cuts_again_instead_of_learning_noise(
+        clock: Clock) -> None:
+    adapter = RateAdapter(100, clock=clock)
+    tick(adapter, clock, 100, 30)  # 70 accepted: a limit is near (the burst of a bucket)
+    assert adapter.rate == pytest.approx(70 * adapter.LAND, rel=0.05)
+    tick(adapter, clock, 69, 29)  # sent less, accepted 40: the limit is lower still
+    assert adapter.noise == 0
+    assert adapter.rate == pytest.approx(40 * adapter.LAND, rel=0.05)
+
+
+def test_a_fixed_window_is_held_at_its_cycle_rate(clock: Clock) -> None:
+    adapter = RateAdapter(100, clock=clock)
+    tick(adapter, clock, 100, 0)  # the window's 200 go in two seconds...
+    tick(adapter, clock, 100, 0)
+    tick(adapter, clock, 40, 40)  # ...then nothing is accepted: hold
+    assert adapter.held
+    clock.now += 7  # one probe at a time, refused, until the window turns
+    for _ in range(14):
+        adapter.record(True)
+    adapter.record(False)
+    assert adapter.windowed and not adapter.held
+    assert adapter.limit == pytest.approx(201 / 10, rel=0.1)
+    assert adapter.rate == pytest.approx(adapter.limit * adapter.WINDOW_LAND, rel=0.01)
+    for _ in range(10):  # a clean spell under a window barely moves the rate
+        tick(adapter, clock, 40, 0)
+    assert adapter.rate <= adapter.limit
 
 
 def test_random_429s_do_not_wear_the_rate_down(clock: Clock) -> None:

@@ -154,6 +154,7 @@ class RateAdapter:
     NEAR_THRESHOLD = 0.02  # the same, near a limit found before
     BLACKOUT = 0.5  # a share this high holds the pool to one probe at a time
     SHORT_BLACKOUT = 2.5  # seconds: a hold shorter than this was not a fixed window
+    BLACKOUT_ANSWERS = 8  # refusals in a row enough to call a blackout before a tick ends
     WINDOW_LAND = 0.98  # under a fixed window's measured rate
     WINDOW_PROBE_EVERY = 5  # clean ticks between 1% steps under a fixed window (a window
     # spent early costs only the probes of the hold that follows)
@@ -186,6 +187,7 @@ class RateAdapter:
         self.windowed = False
         self._paused = 0.0
         self._started = False
+        self._last_sent_rate = 0.0
 
     @property
     def threshold(self) -> float:
@@ -223,7 +225,11 @@ class RateAdapter:
                 self._release()
         now = self._clock()
         elapsed = now - self._tick_start
-        if elapsed < self.TICK or (self._sent < self.MIN_ANSWERS and elapsed < 5 * self.TICK):
+        blackout = (self._refused >= self.BLACKOUT_ANSWERS and not self.held
+                    and self._refused >= self._sent * 0.9
+                    and elapsed >= self.TICK)  # judged on a whole tick, however few answers
+        if not blackout and (elapsed < self.TICK
+                             or (self._sent < self.MIN_ANSWERS and elapsed < 5 * self.TICK)):
             return False
         # a pool-wide pause (Retry-After) inside the tick sent nothing: it is not the
         # server's pace, so it does not count in the rate it accepted
@@ -238,10 +244,13 @@ class RateAdapter:
         if share >= self.BLACKOUT:
             if not self.held:
                 self.held = True  # until an answer is accepted (see _release)
-                self._held_since, self._held_rate = now, accepted_rate
+                self._held_since = now
+                self._held_rate = max(accepted_rate, self._last_sent_rate * 0.5)
                 self._counters.rate_cuts += 1
             return True
         sent_rate = (self._tick_sent) / elapsed
+        if share < self.BLACKOUT:
+            self._last_sent_rate = sent_rate
         if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 3:
             before_share, before_sent, before_accepted = checking[2], checking[3], checking[4]
             if (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
@@ -250,10 +259,12 @@ class RateAdapter:
                 # share: a limit still below us (the first tick's count held a burst), not
                 # noise; cut again to what it accepts
                 self._before_cut = (*checking[:2], share, sent_rate, accepted_rate)
-                self.limit = max(1.0, accepted_rate)
+                self.limit = max(1.0, accepted_rate, sent_rate * 0.5)
                 self._set(self.limit * self.LAND)
                 self._counters.rate_cuts += 1
                 return False
+            if share < before_share * 0.75:
+                return False  # the cut is working (a bucket refills slowly): let it stand
             # the cut did not cure the 429s: they are noise, not our pace
             self.rate, self.limit = checking[0], checking[1]
             self._set(self.rate if self.rate is not None else self.ceiling)
@@ -261,9 +272,11 @@ class RateAdapter:
             return False
         if self.windowed:
             return self._windowed_tick(share, refused)
-        if share > self.threshold and refused >= 2:
+        if share > self.threshold and refused >= 2 and self._tick_sent >= self.MIN_ANSWERS:
             self._before_cut = (self.rate, self.limit, share, sent_rate, max(accepted_rate, 1e-9))
-            self.limit = max(1.0, accepted_rate)
+            # never below half of what we sent: a tick thinned by retries waiting out their
+            # backoff says little about the server's limit
+            self.limit = max(1.0, accepted_rate, sent_rate * 0.5)
             self._set(self.limit * self.LAND)
             self._counters.rate_cuts += 1
             self._clean_ticks = 0

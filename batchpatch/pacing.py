@@ -172,8 +172,10 @@ class RateAdapter:
         self.held = False
         self._counters = counters or Counters()
         self._clock = clock
-        #: (rate, limit, share, sent/s, accepted/s) of the tick a cut was made on
-        self._before_cut: tuple[float | None, float | None, float, float, float] | None = None
+        #: (rate, limit) before a cut, and (share, sent/s, accepted/s) of the tick it was made
+        #: on, and whether it was the second cut in a row
+        self._before_cut: tuple[float | None, float | None, float, float, float,
+                                bool] | None = None
         self._tick_sent = 0
         self._limiter: AsyncLimiter | None = None
         self._tick_start = clock()
@@ -253,19 +255,20 @@ class RateAdapter:
             self._last_sent_rate = sent_rate
         if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 3:
             before_share, before_sent, before_accepted = checking[2], checking[3], checking[4]
-            if (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
-                    or share > before_share * 1.2):
-                # we sent less, and the server accepted nearly as much, or refused a larger
-                # share: a limit still below us (the first tick's count held a burst), not
-                # noise; cut again to what it accepts
-                self._before_cut = (*checking[:2], share, sent_rate, accepted_rate)
+            limit_like = (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
+                          or share > before_share * 1.2)
+            if share < before_share * 0.75 and not limit_like:
+                return False  # the cut is working (a bucket refills slowly): let it stand
+            if not checking[5]:
+                # the first cut was not enough (its tick's count held a burst), or the server
+                # accepted nearly as much although we sent less: a limit still below us; cut
+                # again to what it accepts, once, before calling the 429s noise
+                self._before_cut = (*checking[:2], share, sent_rate, accepted_rate, True)
                 self.limit = max(1.0, accepted_rate, sent_rate * 0.5)
                 self._set(self.limit * self.LAND)
                 self._counters.rate_cuts += 1
                 return False
-            if share < before_share * 0.75:
-                return False  # the cut is working (a bucket refills slowly): let it stand
-            # the cut did not cure the 429s: they are noise, not our pace
+            # two cuts did not cure the 429s: they are noise, not our pace
             self.rate, self.limit = checking[0], checking[1]
             self._set(self.rate if self.rate is not None else self.ceiling)
             self.noise = max(self.noise * 0.9, share)
@@ -273,7 +276,8 @@ class RateAdapter:
         if self.windowed:
             return self._windowed_tick(share, refused)
         if share > self.threshold and refused >= 2 and self._tick_sent >= self.MIN_ANSWERS:
-            self._before_cut = (self.rate, self.limit, share, sent_rate, max(accepted_rate, 1e-9))
+            self._before_cut = (self.rate, self.limit, share, sent_rate,
+                                max(accepted_rate, 1e-9), False)
             # never below half of what we sent: a tick thinned by retries waiting out their
             # backoff says little about the server's limit
             self.limit = max(1.0, accepted_rate, sent_rate * 0.5)
@@ -291,9 +295,12 @@ class RateAdapter:
                 self._set(self.rate * self.FAR_STEP)
             elif self._clean_ticks % self.NEAR_EVERY == 0:
                 # the longer the server takes our pace, the bolder the next step (1%, 2%, 4%,
-                # up to 8%): a limit measured low is found again in a few steps
+                # up to 8%) while under the known limit: a limit measured low is found again
+                # in a few steps
                 steps = self._clean_ticks // self.NEAR_EVERY
                 grow = (self.NEAR_STEP - 1) * 2 ** min(steps - 1, 3)
+                if self.limit is not None and self.rate >= self.limit:
+                    grow = self.NEAR_STEP - 1  # past the known limit: a bucket refuses late
                 self._set(self.rate * (1 + grow))
         return False
 

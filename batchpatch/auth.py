@@ -180,6 +180,11 @@ class ImsAuth:
                 problem = f"cannot reach IMS at {self._url}: {exc.message}"
                 continue
             status = answer.status
+            if status == 407:  # the proxy answered, not IMS: our client id was never judged
+                raise AuthFailed(
+                    f"the proxy refused our credentials (407 Proxy Authentication Required) "
+                    f"on the way to IMS at {self._url}; check the user and password in --proxy "
+                    "or HTTPS_PROXY/HTTP_PROXY", status)
             if 300 <= status < 400:
                 where = answer.headers.get("Location", "")
                 raise AuthFailed(
@@ -191,7 +196,8 @@ class ImsAuth:
             if status == 200 and isinstance(token, str) and _usable(token):
                 return data
             said = ": ".join(str(data[k]) for k in ("error", "error_description") if data.get(k))
-            said = said or answer.body[:200].decode("utf-8", "replace")
+            # masked before it is cut: a secret the cut went through would no longer match
+            said = said or redact(answer.body.decode("utf-8", "replace"))[:200]
             if status == 200:
                 problem = f"IMS answered no usable access_token for client id {self._client_id}"
                 break

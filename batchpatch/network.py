@@ -1,5 +1,6 @@
 """What the run's network is, as --print-config shows it: the proxy each origin goes through
-and the CA certificates trusted; and the proxies' passwords registered as secrets."""
+and the CA certificates trusted; and the environment proxies' credentials registered as secrets
+(secret.register_proxy_url: every form they travel in)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import os
 import ssl
 import urllib.request
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from .secret import Secret, redact
+from .secret import redact, register_proxy_url
 from .settings import Settings
 from .transport import proxy_for
 
@@ -17,15 +17,9 @@ __all__ = ["network_shown", "register_env_proxy_secrets"]
 
 
 def register_env_proxy_secrets() -> None:
-    """The passwords in HTTPS_PROXY / HTTP_PROXY (any case) are secrets of the run too."""
+    """The credentials in HTTPS_PROXY / HTTP_PROXY (any case) are secrets of the run too."""
     for url in urllib.request.getproxies_environment().values():
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            continue
-        if password:
-            Secret(password)
-            Secret(unquote(password))
+        register_proxy_url(url)
 
 
 def _ca_in_use(ca_bundle: str | None) -> str:

@@ -22,7 +22,8 @@ __all__ = ["READ_ONLY", "EnumValue", "FieldSpec", "Schema", "from_adobe", "from_
 READ_ONLY = frozenset({"PKey", "href", "created", "lastModified", "createdBy",
                        "lastModifiedBy"})
 #: data policies that only change letter case: values equal modulo case are the same value
-CASE_POLICIES = frozenset({"smartCase", "lowerCase", "upperCase"})
+#: (`email` lower-cases an address, as `lowerCase` does)
+CASE_POLICIES = frozenset({"smartCase", "lowerCase", "upperCase", "email"})
 _INTEGER_RES = frozenset({"int64", "int32", "int16", "int8", "long", "short", "byte", "int",
                           "integer", "uint64", "uint32"})
 _FLOAT_RES = frozenset({"double", "float", "percent", "decimal", "number"})
@@ -214,7 +215,7 @@ def parse_date(text: str, path: str) -> date:
 
 
 def apply_policy(policy: str, value: str) -> str:
-    if policy == "lowerCase":
+    if policy in ("lowerCase", "email"):
         return value.lower()
     if policy == "upperCase":
         return value.upper()

@@ -1,17 +1,19 @@
 """Secrets: a wrapper that keeps them out of reprs, and the one place text is redacted.
 
 Every Secret made in the process registers its value (and the forms a URL or a form body would
-give it); `redact(text)` masks all of them. Every text that leaves the process from an API's
+give it; a proxy URL's password also its Proxy-Authorization form, see register_proxy_url);
+`redact(text)` masks all of them. Every text that leaves the process from an API's
 words or an exception goes through it: records, failures, logs (a filter on the `batchpatch`
 logger), stderr, the summary and the report.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-__all__ = ["RedactingFilter", "Secret", "redact"]
+__all__ = ["RedactingFilter", "Secret", "redact", "register_proxy_url"]
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would mask ordinary words
@@ -54,6 +56,28 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def register_proxy_url(url: str) -> None:
+    """A proxy URL's password is a secret of the run in every form it travels in: as written
+    (percent-encoded), decoded, and inside the Proxy-Authorization header, `Basic` base64 of
+    `user:password` (latin-1, as aiohttp encodes it): a proxy may pass that header on to the
+    API, and the API echo it. Stdlib only, so that reading the options stays cheap."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return
+    if not password:
+        return
+    Secret(password)
+    Secret(unquote(password))
+    credentials = f"{unquote(user or '')}:{unquote(password)}"
+    for encoding in ("latin-1", "utf-8"):
+        try:
+            Secret(base64.b64encode(credentials.encode(encoding)).decode("ascii"))
+        except UnicodeEncodeError:
+            continue
 
 
 def redact(text: str) -> str:

@@ -9,7 +9,8 @@ api.py and auth.py. Two implementations:
 - MemoryTransport: hands each request to a function; for unit tests of the client's decisions.
 
 A transport raises only these: Unreachable (no HTTP answer), TlsFailed (the certificate did not
-verify), BodyTooLarge, and Rejected for a URL that cannot be sent.
+verify), AuthFailed (the proxy refused our credentials to open a tunnel: 407 to CONNECT),
+BodyTooLarge, and Rejected for a URL that cannot be sent.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .errors import BodyTooLarge, Rejected, TimedOut, TlsFailed, Unreachable
+from .errors import AuthFailed, BodyTooLarge, Rejected, TimedOut, TlsFailed, Unreachable
 from .settings import Network
 
 __all__ = ["AiohttpTransport", "MemoryTransport", "Request", "Response", "Transport",
@@ -180,6 +181,11 @@ def _transport_error(exc: Exception, request: Request) -> Exception:
         return TlsFailed(_tls_words(exc.certificate_error, request.url))
     if isinstance(exc, aiohttp.ClientSSLError):
         return TlsFailed(_tls_words(exc, request.url))
+    if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == 407:
+        proxy = _origin_key(str(exc.request_info.real_url))
+        return AuthFailed(f"the proxy {proxy} refused our credentials (407 {exc.message}) for "
+                          f"{_origin_key(request.url)}; check the user and password in --proxy "
+                          "or HTTPS_PROXY/HTTP_PROXY", 407)
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientProxyConnectionError):
         return Unreachable(f"{what} failed: {type(exc).__name__}: {exc}", sent=False)
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
@@ -190,21 +196,39 @@ def _transport_error(exc: Exception, request: Request) -> Exception:
 
 
 def _tls_words(error: BaseException, url: str) -> str:
-    """One line naming the host, what is wrong with its certificate, and the fix."""
-    host = urlsplit(url).hostname or url
+    """One line naming the host, what is wrong with its certificate (or its TLS), and the fix
+    for that cause: a CA bundle cures only a CA this machine does not know."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
     text = str(getattr(error, "verify_message", "") or error)
     low = text.lower()
+    if any(words in low for words in _NOT_TLS):
+        where = f"{host}:{parts.port or 443}"
+        return (f"TLS: {where} does not speak TLS ({_NOT_TLS_SAID}); check the URL's scheme "
+                "(http:// or https://) and port")
     if "hostname mismatch" in low or "doesn't match" in low or "not valid for" in low:
         why = "its certificate is for another host name (hostname mismatch)"
+        fix = "use the host name the certificate names in the URL (a CA bundle cannot change it)"
+    elif "not yet valid" in low:
+        why = "its certificate is not valid yet"
+        fix = "check this machine's clock"
     elif "expired" in low:
         why = "its certificate has expired"
+        fix = "the server's certificate must be renewed (or this machine's clock is wrong)"
     elif "self-signed" in low or "self signed" in low or "unable to get local issuer" in low \
             or "unknown ca" in low or "unable to get issuer" in low:
         why = "its certificate is signed by a CA this machine does not trust (unknown CA)"
+        fix = "give the company CA with --ca-bundle FILE (or SSL_CERT_FILE)"
     else:
         why = f"TLS failed ({text})"
-    return (f"TLS: cannot verify {host}: {why}; give the company CA with --ca-bundle FILE "
-            "(or SSL_CERT_FILE)")
+        fix = "if a proxy inspects TLS, give its CA with --ca-bundle FILE (or SSL_CERT_FILE)"
+    return f"TLS: cannot verify {host}: {why}; {fix}"
+
+
+#: what OpenSSL says when the other end answers something that is not TLS (plain HTTP)
+_NOT_TLS = ("wrong version number", "record layer failure", "unknown protocol",
+            "packet length too long")
+_NOT_TLS_SAID = "it answered something that is not a TLS handshake, plain HTTP perhaps"
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]

@@ -6,7 +6,8 @@ wrote, so an undo never overwrites a change made since (that row comes out `conf
 that already holds its old value comes out `unchanged`. A field whose old value was an object
 is restored whole (`field@replace`), not merged leaf by leaf. When a key was changed by several
 rows, the oldest value is restored and the newest is expected. Rows recorded `failed` after
-their PATCH was sent are included: the write may have landed. Created profiles go to
+their PATCH was sent are included: the write may have landed. Created profiles (`created`,
+even with no field set, and a create the API answered whose read-back differed) go to
 `OUT-stem.delete.csv` (PKey,href); nothing is deleted but by `batchpatch delete`.
 """
 
@@ -46,11 +47,11 @@ def collect_changes(results: Path) -> Changes:
     """The changes of the applied rows, in input order."""
     changes = Changes()
     created_keys: set[str] = set()
-    records = [r for r in read_records(results)
-               if r["status"] in _APPLIED | _CREATED and r.get("changed") and r.get("pkey")]
+    records = [r for r in read_records(results) if r.get("pkey") and (
+        _created_here(r) or (r["status"] in _APPLIED and r.get("changed")))]
     for record in sorted(records, key=lambda r: r["row"]):
         if record["status"] in _CREATED or record.get("action") == "create":
-            if record["status"] in _CREATED and record["pkey"] not in created_keys:
+            if _created_here(record) and record["pkey"] not in created_keys:
                 created_keys.add(record["pkey"])
                 changes.created.append((record["pkey"], record.get("href") or ""))
             continue
@@ -69,6 +70,16 @@ def collect_changes(results: Path) -> Changes:
             else:
                 fields[name] = [before, after]
     return changes
+
+
+def _created_here(record: dict[str, Any]) -> bool:
+    """Whether the record is of a profile this run created: `created` (with or without fields
+    set), or a create the API answered whose read-back then differed. Its PKey is the one the
+    API gave, never the row's own key."""
+    if record["status"] in _CREATED:
+        return True
+    return (record["status"] == Status.VERIFY_MISMATCH.value
+            and record.get("action") == "create" and bool(record.get("href")))
 
 
 def delete_list_path(out: Path) -> Path:

@@ -3,10 +3,12 @@
 With probability `chaos` (drawn from the server's seeded random, one number per API request
 while chaos > 0, so a `seed` replays the same run), a request gets one kind, chosen uniformly
 from `chaos_kinds` among those that fit its method (`bad_href` fits PATCH only; a GET, POST or
-DELETE picks among the others, and gets none if no other is listed):
+DELETE picks among the others, and gets none if no other is listed). A request whose method is
+not in `chaos_methods` gets none (its number is drawn all the same):
 
-  redirect_self       302, Location = the request's own URL (a redirect loop)
-  redirect_elsewhere  302, Location = `chaos_elsewhere` + the request's path (and query)
+  redirect_self       302 (or `redirect_status`), Location = the request's own URL (a loop)
+  redirect_elsewhere  302 (or `redirect_status`), Location = `chaos_elsewhere` + the
+                      request's path (and query)
   no_content          204, empty body
   html                200 text/html `<html><body>Service page</body></html>`
   json_string         200 `"ok"`
@@ -58,6 +60,8 @@ def pick(config: SandboxConfig, method: str, rng: random.Random) -> str | None:
     """The kind this request gets, or None."""
     if config.chaos <= 0 or rng.random() >= config.chaos:
         return None
+    if method not in config.chaos_methods:
+        return None
     kinds = [k for k in config.chaos_kinds if k != "bad_href" or method == "PATCH"]
     return rng.choice(kinds) if kinds else None
 
@@ -77,10 +81,11 @@ async def misbehave(kind: str, request: web.Request, handler: Any,
         write_garbage(request, b"GARBAGE\r\n\r\n")
         raise Dropped("not_http")
     if kind == "redirect_self":
-        return web.Response(status=302, headers={"Location": str(request.url)})
+        return web.Response(status=config.redirect_status,
+                            headers={"Location": str(request.url)})
     if kind == "redirect_elsewhere":
         target = config.chaos_elsewhere.rstrip("/") + request.raw_path
-        return web.Response(status=302, headers={"Location": target})
+        return web.Response(status=config.redirect_status, headers={"Location": target})
     if kind == "no_content":
         return web.Response(status=204)
     if kind == "html":

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_OK, UsageError
-from .config import CHAOS_KINDS, CHAOS_METHODS, CHOICES, SandboxConfig
+from .config import CHAOS_KINDS, CHAOS_METHODS, CHOICES, REDIRECT_STATUSES, SandboxConfig
 
 if TYPE_CHECKING:
     import ssl
@@ -54,6 +54,17 @@ def add_sandbox_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"chaos only for these, from {','.join(CHAOS_METHODS)} (default: all)")
     p.add_argument("--chaos-elsewhere", default=DEFAULTS.chaos_elsewhere, metavar="URL",
                    help="where the redirect_elsewhere misbehaviour points")
+    p.add_argument("--redirect-status", type=int, default=DEFAULTS.redirect_status,
+                   choices=REDIRECT_STATUSES, help="the status of every redirect answered")
+    p.add_argument("--redirect-hops", type=int, default=DEFAULTS.redirect_hops, metavar="N",
+                   help="API requests of --redirect-methods first get N same-origin redirects")
+    p.add_argument("--redirect-methods", type=_method_list,
+                   default=DEFAULTS.redirect_methods, metavar="METHOD,METHOD",
+                   help="the methods --redirect-hops applies to (default: GET)")
+    p.add_argument("--ims-redirect", default=DEFAULTS.ims_redirect, metavar="URL",
+                   help="IMS answers a redirect to URL instead of a token")
+    p.add_argument("--echo-request", action="store_true",
+                   help="error answers echo the request's headers and body (secrets included)")
     p.add_argument("--schema", metavar="FILE",
                    help="JSON file: the resourceType content (default: inferred from profiles)")
     p.add_argument("--metadata", choices=CHOICES["metadata"], default=DEFAULTS.metadata,
@@ -122,6 +133,10 @@ def _methods(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown chaos method {(unknown or [text])[0]!r}; "
                                          f"known: {', '.join(CHAOS_METHODS)}")
     return methods
+
+
+def _method_list(text: str) -> list[str]:
+    return [m.strip().upper() for m in text.split(",") if m.strip()]
 
 
 def _read_schema(path: str) -> Any:

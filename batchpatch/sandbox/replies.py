@@ -1,5 +1,6 @@
-"""How the sandbox answers: JSON bodies, Adobe's two error envelopes, and the ways of not
-answering at all (a dropped, reset or garbled connection)."""
+"""How the sandbox answers: JSON bodies, Adobe's two error envelopes (and an error that echoes
+the request, secrets included), and the ways of not answering at all (a dropped, reset or
+garbled connection)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["Dropped", "error", "json_response", "reset_connection", "write_garbage"]
+__all__ = ["Dropped", "echo_request", "error", "json_response", "reset_connection",
+           "write_garbage"]
 
 
 class Dropped(Exception):
@@ -33,6 +35,26 @@ def error(status: int, message: str, code: str | None = None) -> web.Response:
     if code is None:
         return json_response({"code": status, "message": message}, status)
     return json_response({"error_code": code, "message": message}, status)
+
+
+async def echo_request(request: web.Request, response: web.Response) -> web.Response:
+    """`response` with the request echoed in its words, as careless gateways do: its line, every
+    header and the body appended to `message` (to `error_description` in IMS's envelope)."""
+    body = (await request.read()).decode("utf-8", "replace")
+    headers = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+    said = f" [request: {request.method} {request.path_qs}; {headers}; body: {body}]"
+    try:
+        data = orjson.loads(response.body) if isinstance(response.body, bytes) else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        data = {"message": "" if data is None else str(data)}
+    key = "message" if "message" in data or "error_description" not in data else \
+        "error_description"
+    data[key] = f"{data.get(key, '')}{said}"
+    kept = {k: v for k, v in response.headers.items()
+            if k.lower() not in ("content-type", "content-length")}
+    return json_response(data, response.status, kept)
 
 
 def reset_connection(request: web.Request) -> None:

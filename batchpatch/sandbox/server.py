@@ -13,11 +13,16 @@ Routes:
   POST             /_sandbox/reset   /_sandbox/config        change profiles and knobs
 
 Every API request (not /_sandbox/): the server's rate limit (limits.py; not /ims/), then
-credentials (not /ims/), then `latency_ms`, then at most one injected fault (faults.py) or else
-at most one chaos misbehaviour (chaos.py), then the handler. `flavor` v8 changes three answers:
-an unknown or unreadable PKey is 404 "Unable to decrypt PKey" (ACS: 404 for an unknown `@...`
-key, 500 "Unable to parse expression" for a malformed one), a PATCH of `{}` is 204 with no body
-(and writes nothing), and a single-profile GET includes the profile's `href`.
+credentials (not /ims/), then `latency_ms`, then (not /ims/) `redirect_hops` same-origin
+redirects for `redirect_methods`, then at most one injected fault (faults.py) or else at most
+one chaos misbehaviour (chaos.py), then the handler. With `echo_request`, an error answer
+(>= 400, IMS's too) echoes the request's line, headers and body in its message; `ims_redirect`
+makes IMS answer a redirect (`redirect_status`) there instead of a token.
+
+`flavor` v8 changes three answers: an unknown or unreadable PKey is 404 "Unable to decrypt
+PKey" (ACS: 404 for an unknown `@...` key, 500 "Unable to parse expression" for a malformed
+one), a PATCH of `{}` is 204 with no body (and writes nothing), and a single-profile GET includes
+the profile's `href`.
 
 Writes (PATCH, POST) check each field: read-only (READ_ONLY, and fields a given `schema` marks
 `"readOnly": true`), unknown (not in the given `schema`; without one, in no loaded profile),
@@ -45,7 +50,7 @@ from .config import SandboxConfig
 from .control import Control
 from .creation import Lifecycle
 from .limits import RateGate
-from .replies import Dropped, error, json_response
+from .replies import Dropped, echo_request, error, json_response
 from .schema import Refused, conform, document, infer, normalize, read_only
 
 __all__ = ["SandboxConfig", "SandboxState", "load_profiles", "make_app", "serve"]
@@ -128,6 +133,9 @@ class Sandbox:
         except Dropped as dropped:
             self._count(request, now, dropped.label)
             raise
+        if self.config.echo_request and response.status >= 400 \
+                and isinstance(response, web.Response):
+            response = await echo_request(request, response)
         self._count(request, now, str(response.status))
         return response
 
@@ -166,6 +174,9 @@ class Sandbox:
     async def _serve(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/ims/"):
             return await handler(request)
+        moved = self._redirect_hop(request)
+        if moved is not None:
+            return moved
         fault = faults.draw(self.config, self.random)
         if fault is not None:
             return await faults.inject(fault, request, handler, self.config, self.random)
@@ -174,6 +185,18 @@ class Sandbox:
             return await handler(request)
         self.state.chaos[kind] += 1
         return await chaos.misbehave(kind, request, handler, self.config)
+
+    def _redirect_hop(self, request: web.Request) -> web.Response | None:
+        """`redirect_hops`: the next same-origin redirect this request gets, or None."""
+        config = self.config
+        if not config.redirect_hops or request.method not in config.redirect_methods:
+            return None
+        hop = request.query.get("_hop", "0")
+        done = int(hop) if hop.isdigit() else 0
+        if done >= config.redirect_hops:
+            return None
+        location = request.url.update_query({"_hop": str(done + 1)})
+        return web.Response(status=config.redirect_status, headers={"Location": str(location)})
 
     # -- helpers shared by the handlers --------------------------------------------------------
     def content(self) -> dict[str, Any]:
@@ -331,8 +354,11 @@ class Sandbox:
 
     # -- IMS -----------------------------------------------------------------------------------
     async def ims_token(self, request: web.Request) -> web.Response:
-        form = await request.post()
         config = self.config
+        if config.ims_redirect:
+            return web.Response(status=config.redirect_status,
+                                headers={"Location": config.ims_redirect})
+        form = await request.post()
         if form.get("grant_type") != "client_credentials":
             return json_response({"error": "unsupported_grant_type"}, 400)
         if not config.client_id or form.get("client_id") != config.client_id:
@@ -345,8 +371,10 @@ class Sandbox:
         self.state.tokens[token] = time.monotonic() + config.token_lifetime
         self.state.tokens_issued += 1
         lifetime = config.token_lifetime
+        expires_in = (orjson.loads(config.ims_expires_in) if config.ims_expires_in else
+                      int(lifetime) if lifetime >= 1 else lifetime)
         return json_response({"access_token": token, "token_type": "bearer",
-                              "expires_in": int(lifetime) if lifetime >= 1 else lifetime})
+                              "expires_in": expires_in})
 
 
 @web.middleware

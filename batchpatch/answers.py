@@ -20,6 +20,7 @@ from .errors import (
     Rejected,
     ServerBusy,
 )
+from .secret import redact
 
 __all__ = ["api_message", "classify", "parse_json", "parse_retry_after", "unwrap",
            "unwrap_list"]
@@ -72,9 +73,15 @@ def api_message(body: bytes) -> str:
         code = data.get("error_code") or data.get("code")
         if message:
             text = message if isinstance(message, str) else orjson.dumps(message).decode()
-            return f"{text[:300]} ({code})" if code else text[:300]
-    text = body[:300].decode("utf-8", "replace").strip()
-    return " ".join(text.split()) or "(empty body)"
+            text = _cut(redact(text))  # masked whole before it is cut: no secret half-shown
+            return f"{text} ({code})" if code else text
+    return _cut(redact(body[:20_000].decode("utf-8", "replace"))) or "(empty body)"
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def classify(status: int, body: bytes, retry_after: str | None = None) -> BatchpatchError:
@@ -86,6 +93,9 @@ def classify(status: int, body: bytes, retry_after: str | None = None) -> Batchp
         return RateLimited(message, status, parse_retry_after(retry_after))
     if status == 404:
         return NotFound(message, status)
+    if status == 407:
+        return AuthFailed(f"the proxy refused our credentials (407): {said}; check --proxy "
+                          "or HTTPS_PROXY/HTTP_PROXY", status)
     if status == 403:
         return AuthFailed(f"the API refused access (403): {said}; check the API key, the org "
                           "id and the integration's product profile", status)
@@ -123,11 +133,13 @@ def unwrap(data: Any, status: int = 200) -> dict[str, Any]:
     Raises NotFound for an empty content list, Rejected for any other shape."""
     if isinstance(data, dict) and "content" in data and not isinstance(data["content"], dict):
         items = data["content"]
-        if not items:
+        if isinstance(items, list) and not items:
             raise NotFound(f"HTTP {status} with an empty content list", status)
         if isinstance(items, list) and isinstance(items[0], dict):
             return items[0]
-        raise Rejected(f"HTTP {status}: the answer's content is not a list of profiles", status)
+        kind = "null" if items is None else _kind(items)
+        raise Rejected(f"HTTP {status}: the answer's content is {kind}, not a list of "
+                       "profiles", status)
     if isinstance(data, dict):
         return data
     raise Rejected(f"HTTP {status} with {_kind(data)}, not a profile (a JSON object)", status)
@@ -139,4 +151,7 @@ def unwrap_list(data: Any, status: int = 200) -> list[dict[str, Any]]:
     items = data.get("content") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise Rejected(f"HTTP {status}: the lookup answered {_kind(data)}, not a list", status)
-    return [item for item in items if isinstance(item, dict)]
+    if not all(isinstance(item, dict) for item in items):
+        raise Rejected(f"HTTP {status}: the lookup's list holds something other than "
+                       "records", status)
+    return items

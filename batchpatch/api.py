@@ -99,9 +99,11 @@ class ApiClient:
         data, answer = await self._call("GET", url, None, attempts)
         return unwrap(data, answer.status)
 
-    async def get_json(self, url: str, attempts: Attempts) -> Any:
-        """Whatever JSON a GET answers (the resource metadata, for one)."""
-        data, _ = await self._call("GET", url, None, attempts)
+    async def get_json(self, url: str, attempts: Attempts,
+                       retry: RetryPolicy | None = None) -> Any:
+        """Whatever JSON a GET answers (the resource metadata, for one); `retry` instead of
+        the run's policy."""
+        data, _ = await self._call("GET", url, None, attempts, retry)
         return data
 
     async def get_list(self, url: str, attempts: Attempts) -> list[dict[str, Any]]:
@@ -133,7 +135,8 @@ class ApiClient:
         return isinstance(exc, RateLimited) or (isinstance(exc, Unreachable) and not exc.sent)
 
     async def _call(self, method: str, url: str, body: bytes | None,
-                    attempts: Attempts) -> tuple[Any, Response]:
+                    attempts: Attempts,
+                    retry: RetryPolicy | None = None) -> tuple[Any, Response]:
         # The first attempt runs bare: building tenacity's machinery for every request costs
         # more than the request itself on a fast API. Only a transient failure enters the retry
         # loop, whose attempt 1 replays that failure, so numbering, stop and wait stay exact.
@@ -145,7 +148,7 @@ class ApiClient:
             first: TransientError | None = exc
             outage = self._account(exc, attempts)
         retrying = AsyncRetrying(  # a new one per call: tenacity keeps per-call state
-            stop=lambda state: self._stop(state, attempts),
+            stop=lambda state: self._stop(state, attempts, retry or self._retry),
             wait=lambda state: 0.0 if outage else self._wait(state),
             retry=retry_if_exception(lambda exc: self._retryable(method, exc)),
             reraise=True,
@@ -180,12 +183,12 @@ class ApiClient:
         attempts.unanswered = 0
         return True
 
-    def _stop(self, state: RetryCallState, attempts: Attempts) -> bool:
+    def _stop(self, state: RetryCallState, attempts: Attempts, policy: RetryPolicy) -> bool:
         """Out of retries: attempts made in an outage do not count (the gate bounds an outage,
         with --max-outage)."""
         exc = state.outcome.exception() if state.outcome else None
         status = exc.http_status if isinstance(exc, TransientError) else None
-        return state.attempt_number - attempts.outage > self._retry.limit_for(status)
+        return state.attempt_number - attempts.outage > policy.limit_for(status)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

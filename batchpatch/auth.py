@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import orjson
 
 from .counters import Counters
-from .errors import AuthFailed, Unreachable
+from .errors import AbortRun, AuthFailed, Unreachable
 from .pacing import Clock
 from .secret import Secret, redact
 from .settings import DEFAULT_IMS_URL, DEFAULT_SCOPES
@@ -145,7 +145,13 @@ class ImsAuth:
         async with self._lock:
             if self.generation != generation and self._token is not None:
                 return  # another worker refreshed while this one waited
-            answer = await self._request_token()
+            try:
+                answer = await self._request_token()
+            except AbortRun:
+                raise
+            except Exception as exc:  # a token that cannot be fetched stops the run
+                raise AuthFailed(redact(f"cannot get an IMS token from {self._url}: "
+                                        f"{type(exc).__name__}: {exc}")) from None
             token = answer["access_token"]
             lifetime = token_lifetime(answer.get("expires_in"))
             if lifetime is None:

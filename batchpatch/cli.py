@@ -133,6 +133,10 @@ def _asyncio_run(coro: Coroutine[Any, Any, Any]) -> Any:
     except ImportError:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        from .runner import quiet_leftovers
+
+        # a task an abort cancelled may still report its failure when it is collected
+        runner.get_loop().set_exception_handler(quiet_leftovers)
         return runner.run(coro)
 
 
@@ -200,17 +204,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     v = _values("validate", args)
     if v["fields"] is not None or args.online:
-        from .config import load_settings
         from .metadata import check_fields, input_columns
+        from .settings import InputSpec
 
-        settings = load_settings({"input": args.input, **_settings_flags(args)},
-                                 config=args.config, profile=args.profile, command="validate")
-        columns = input_columns(settings)
+        spec = InputSpec(args.input, v["format"], v["key_column"], v["delimiter"],
+                         v["null_token"])
+        columns = input_columns(spec)
         if v["fields"] is not None:
             check_fields(v["fields"], columns, args.input)
         if args.online:
+            from .config import load_settings
             from .metadata import check_online
 
+            settings = load_settings({"input": args.input, **_settings_flags(args)},
+                                     config=args.config, profile=args.profile,
+                                     command="validate")
             print(_asyncio_run(check_online(settings, columns)))
     result = validate(args.input, v["format"], v["key_column"], v["null_token"], v["delimiter"])
     print(result.text(v["null_token"]))

@@ -36,6 +36,9 @@ class Counters:
     recorded: int = 0
     #: writes (PATCH or create) this run sent, counted before each goes out
     writes: int = 0
+    #: failures of this run that a later --resume will try again and whose write may have
+    #: landed (their journal entries must stay)
+    retryable_writes: int = 0
     changed_fields: Counter[str] = field(default_factory=Counter)
 
     def request(self, method: str, label: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .counters import Counters
-from .errors import AbortRun, BreakerOpen, CanaryFailed, InputBroken
+from .errors import AbortRun, BreakerOpen, CanaryFailed, InputBroken, MaxChangesReached
 from .model import Outcome, Row, Status
 from .policy import Breaker
 from .protocol import RowProtocol
@@ -211,6 +211,8 @@ class Engine:
             self.abort = exc
         current = asyncio.current_task()
         self.stop()
+        if isinstance(exc, MaxChangesReached):
+            return  # the brake: no new write; the rows in flight finish and get their record
         for task in self._workers:
             if task is not current:
                 task.cancel()

@@ -47,13 +47,17 @@ def rebuild_failures(settings: Settings, final: PriorResults) -> None:
         source.close()
 
 
-def tidy(settings: Settings, journal: Journal, resumed: bool) -> None:
-    """A finished run: one record per row (the last), and no journal left to replay."""
+def tidy(settings: Settings, journal: Journal, resumed: bool, keep_journal: bool) -> None:
+    """A finished run: one record per row (the last), and no journal left to replay, unless
+    a failure that --resume will retry may have written (its entry gives the before-values)."""
     assert settings.outputs is not None
     results = settings.outputs.results
     try:
         if resumed:
             compact(results)
-        journal.remove()
+        if keep_journal:
+            journal.close()
+        else:
+            journal.remove()
     except OSError as exc:
         log.warning("%s: could not tidy the results: %s", results, exc.strerror or exc)

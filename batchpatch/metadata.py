@@ -19,9 +19,10 @@ import orjson
 from .api import ApiClient, Attempts
 from .errors import AbortRun, BatchpatchError, UsageError
 from .plan import GUARD_SUFFIX, REPLACE_SUFFIX, flatten
+from .policy import RetryPolicy
 from .rows import open_input
 from .schema import Schema, from_adobe, from_json_schema
-from .settings import Settings, TargetSpec
+from .settings import InputSpec, Settings, TargetSpec
 
 __all__ = ["PREFLIGHT_ROWS", "check_fields", "input_columns", "load_schema", "metadata_url",
            "preflight"]
@@ -31,6 +32,7 @@ log = logging.getLogger("batchpatch")
 #: rows of a JSON Lines or Parquet file read for its columns before the run (later rows with
 #: a column the schema does not know are `invalid`)
 PREFLIGHT_ROWS = 1000
+METADATA_RETRY = RetryPolicy(retries=1, server_error_retries=1)
 
 
 def metadata_url(spec: TargetSpec) -> str | None:
@@ -73,8 +75,8 @@ async def load_schema(settings: Settings, client: ApiClient) -> Schema | None:
     url = metadata_url(settings.target_spec)
     if url is None:
         return None
-    try:
-        data: Any = await client.get_json(url, Attempts())
+    try:  # one retry at most: an endpoint answering nonsense is not worth the night's wait
+        data: Any = await client.get_json(url, Attempts(), retry=METADATA_RETRY)
     except AbortRun:
         raise
     except BatchpatchError as exc:
@@ -91,11 +93,10 @@ async def load_schema(settings: Settings, client: ApiClient) -> Schema | None:
     return schema
 
 
-def input_columns(settings: Settings, opened: Any = None) -> list[str]:
+def input_columns(spec: InputSpec, opened: Any = None) -> list[str]:
     """The fields the input writes: CSV's header, or the keys of the first PREFLIGHT_ROWS
     records of a JSON Lines or Parquet file (nested objects as dotted paths). Standard input
     cannot be read twice: only its header counts (later rows are checked one by one)."""
-    spec = settings.input
     if opened is not None and opened.columns is not None:
         return [c for c in opened.columns if c != spec.key_column]
     if spec.path == "-":

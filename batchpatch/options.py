@@ -11,10 +11,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .errors import UsageError
-from .secret import Secret
+from .secret import Secret, register_proxy_url
 from .settings import (
     Credentials,
     InputSpec,
@@ -115,9 +115,7 @@ def proxy_url(value: Any, where: str) -> str:
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise UsageError(f"{where} must look like http://[user:pass@]host:port (an HTTP "
                          "proxy; HTTPS goes through it with CONNECT)")
-    if parts.password:
-        Secret(unquote(parts.password))
-        Secret(parts.password)
+    register_proxy_url(raw)
     return raw
 
 
@@ -128,6 +126,16 @@ def field_list(value: Any, where: str) -> tuple[str, ...]:
     if not names or not all(isinstance(item, str) for item in items):
         raise _bad(where, value, "a comma-separated list of field names")
     return names
+
+
+def notify_url(value: Any, where: str) -> str:
+    """A webhook URL: it is a credential of its own (Slack's, Teams'), so it is masked."""
+    raw = text(value, where).strip()
+    Secret(raw)
+    path = urlsplit(raw).path
+    if len(path) >= 12:
+        Secret(path)
+    return raw
 
 
 def choice(*allowed: str) -> Converter:
@@ -306,7 +314,7 @@ OPTIONS: tuple[Option, ...] = (
        "--progress-every seconds and at the end"),
     _o("metrics_job", text, None, "output", _WRITE,
        "the metrics' job label (default: the input's name without extensions)"),
-    _o("notify", text, None, "output", _WRITE,
+    _o("notify", notify_url, None, "output", _WRITE,
        "POST the summary (JSON, with a one-line `text`) to this URL when the run ends"),
     _o("canary", integer(minimum=1), _MODE.canary, "modes", _RUN, "process the first N rows; if "
        "any fails, stop (exit 3) before the rest of the file touches the API"),

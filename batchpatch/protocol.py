@@ -95,7 +95,8 @@ class RowProtocol:
         self._before_write = before_write
         self._intents = intents or {}
         self._sleep = sleep
-        self._created: dict[str, str] = {}  # key -> href of a profile this run created
+        #: key -> (href, PKey) of a profile this run created
+        self._created: dict[str, tuple[str, str | None]] = {}
 
     def reject(self, row: Row) -> Outcome:
         """The outcome of a row the reader could not use."""
@@ -108,6 +109,9 @@ class RowProtocol:
         started = time.perf_counter()
         attempts = Attempts()
         progress = _Progress(row.key)
+        intent = self._intents.get(row.line)
+        if intent is not None and intent[0] == "patch":
+            progress.sent = intent[1]  # an earlier run's write that may have landed
         try:
             decision = await self._apply(row, attempts, progress)
         except AbortRun:
@@ -127,7 +131,7 @@ class RowProtocol:
         return Outcome(
             row=row.line, pkey=decision.pkey, status=decision.status, changed=decision.changed,
             http_status=attempts.http_status, attempts=attempts.count,
-            error=redact(decision.error) if decision.error else None,
+            error=_one_line(redact(decision.error)) if decision.error else None,
             elapsed_ms=(time.perf_counter() - started) * 1000, retries=attempts.retries,
             rate_limited=attempts.rate_limited, finished_at=time.time(),
             mismatch=decision.mismatch, retryable=decision.retryable, href=decision.href,
@@ -138,7 +142,8 @@ class RowProtocol:
         """The row's profile and the URL to write it at (NotFound if there is none)."""
         known = self._created.get(key)
         if known is not None:  # created by an earlier row of this key
-            return known, await self._client.get(known, attempts)
+            progress.pkey = known[1]
+            return known[0], await self._client.get(known[0], attempts)
         if self._target.lookup_template is not None:
             url, profile = await self._look_up(key, attempts)
             progress.pkey = profile.get("PKey", key)
@@ -212,7 +217,7 @@ class RowProtocol:
         if href is None:
             return _Decision(Status.CREATED, pkey, changed, "created; the API gave no href, "
                              "Location or PKey to read it back", action="create")
-        self._created[row.key] = href
+        self._created[row.key] = (href, pkey)
         if mode.no_verify:
             return _Decision(Status.CREATED, pkey, changed, href=href, action="create")
         decision = await self._verify(plan, href, attempts, pkey, changed)
@@ -260,3 +265,8 @@ class RowProtocol:
             raise Rejected(f"the lookup for {key!r} answered a profile with no PKey")
         # Adobe: follow the href the API gave rather than building the URL by hand
         return self._target.follow(profile.get("href"), self._target.url_for(pkey)), profile
+
+
+def _one_line(text: str) -> str:
+    """An error as one line (aiohttp's messages hold line breaks)."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text

@@ -45,7 +45,7 @@ from .summary import RunEnd, Summary
 from .transport import AiohttpTransport, Transport
 from .writer import ResultsWriter
 
-__all__ = ["execute"]
+__all__ = ["execute", "quiet_leftovers"]
 
 log = logging.getLogger("batchpatch")
 
@@ -62,6 +62,26 @@ async def execute(
     anything is sent."""
     run_id = run_id or uuid.uuid4().hex[:12]
     register_env_proxy_secrets()
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(quiet_leftovers)
+    try:
+        return await _execute(settings, handle_signals, on_engine, run_id, transport, command)
+    finally:
+        loop.set_exception_handler(previous)
+
+
+def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """What the event loop reports about tasks cancelled by an abort (a TLS handshake that
+    failed after its worker was stopped): one debug line, never a traceback on stderr."""
+    exc = context.get("exception")
+    log.debug("left over after the run: %s%s", context.get("message", ""),
+              f": {type(exc).__name__}: {exc}" if exc else "")
+
+
+async def _execute(settings: Settings, handle_signals: bool,
+                   on_engine: Callable[[Engine], None] | None, run_id: str,
+                   transport: Transport | None, command: str) -> dict[str, Any]:
     assert settings.outputs is not None
     check_outputs(settings.input.path, settings.outputs)
     spec = settings.input
@@ -137,19 +157,23 @@ class _Run:
                            timeout=None)
         schema = None
         if self.command == "run":
-            columns = input_columns(s, self.source)
+            columns = input_columns(s.input, self.source)
             if s.mode.fields is not None:
                 check_fields(s.mode.fields, columns, s.input.path)
             try:
                 schema = await load_schema(s, client)
             except AbortRun as exc:  # e.g. the credentials refused: no row has started
+                total = count_rows(s.input.path, detect_format(s.input.path, s.input.format))
                 return Summary(self.counters, RunEnd(time.monotonic() - started, False,
-                                                     abort=exc, started_at=self.started_at),
+                                                     abort=exc, rows_without_record=total,
+                                                     started_at=self.started_at),
                                s.mode.dry_run, self.run_id, outputs.results,
                                outputs.failures, outputs.summary, settings_shown(s))
             if schema is not None:
                 preflight(schema, columns, s.input.path)
         journal = Journal(outputs.results)
+        if self.prior is None:
+            journal.remove()  # a fresh run: an older run's entries are not this one's
         intents = journal.load() if self.prior is not None else {}
         outputs.results.parent.mkdir(parents=True, exist_ok=True)
         outputs.failures.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +216,7 @@ class _Run:
             rebuild_failures(s, self.prior)
         finished = engine.input_finished and engine.abort is None and not self.received
         if finished and writer.broken is None:
-            tidy(s, journal, self.prior is not None)
+            tidy(s, journal, self.prior is not None, self.counters.retryable_writes > 0)
         return Summary(self.counters, self._end(engine, time.monotonic() - started),
                        s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
                        outputs.summary, settings_shown(s))

@@ -132,6 +132,8 @@ class ResultsWriter:
         record = outcome.record()
         if status.is_failure:
             record["retryable"] = outcome.retryable
+            if outcome.retryable and outcome.changed:
+                self._counters.retryable_writes += 1
         return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
     def _write(self, data: bytes) -> None:

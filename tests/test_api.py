@@ -200,12 +200,14 @@ def test_unwrap_shapes() -> None:
     with pytest.raises(NotFound):
         unwrap({"content": []})
     for bad, words in [(None, "empty body"), ("x", "JSON string"), ([1], "JSON list"),
-                       ({"content": [1]}, "not a list of profiles")]:
+                       ({"content": [1]}, "not a list of profiles"),
+                       ({"content": None}, "content is null, not a list")]:
         with pytest.raises(Rejected, match=words):
             unwrap(bad, 204 if bad is None else 200)
-    assert unwrap_list({"content": [{"PKey": "@a"}, 3]}) == [{"PKey": "@a"}]
+    assert unwrap_list({"content": [{"PKey": "@a"}]}) == [{"PKey": "@a"}]
     assert unwrap_list([]) == []
-    for bad in (None, "x", {"content": None}, {"count": 1}):
+    for bad in (None, "x", {"content": None}, {"count": 1}, {"content": [{"PKey": "@a"}, 3]},
+                [1, 2]):
         with pytest.raises(Rejected):
             unwrap_list(bad)
 

@@ -224,18 +224,10 @@ def test_chaos_interrupted_then_resumed_to_the_end(sbx: SandboxProcess, tmp_path
     assert runs[0][0] == 143 and len(runs) >= 2, [rc for rc, _ in runs]
 
 
-RETRY_LOSES_CHANGED = pytest.mark.xfail(
-    strict=True, reason="a row retried by --resume after a failure whose PATCH had landed, and "
-    "whose retry fails before its own PATCH, gets a record without `changed` (the journal's "
-    "intent is only read after a good GET), or `not_found` when the GET answers "
-    "{'content': null}: the undo misses it; see the focused tests below")
-
-
 @pytest.mark.benchmark
 @pytest.mark.parametrize(("seed", "share", "retries", "interrupt"), [
     (1, 0.3, 3, False), (2, 0.5, 1, False), (3, 0.8, 1, False), (5, 0.3, 3, True),
-    pytest.param(4, 0.8, 1, True, marks=RETRY_LOSES_CHANGED),
-    pytest.param(6, 0.8, 1, True, marks=RETRY_LOSES_CHANGED),
+    (4, 0.8, 1, True), (6, 0.8, 1, True),
 ])
 def test_chaos_soak(sbx: SandboxProcess, tmp_path: Path, seed: int, share: float,
                     retries: int, interrupt: bool) -> None:
@@ -262,9 +254,7 @@ LOOKUP = ["--key-column", "email", "--lookup", "byEmail", "--schema", "none"]
     ("no_content", "HTTP 204: the lookup answered an empty body"),
     ("content_null", "not a list"),
     ("json_string", "a JSON string, not a list"),
-    pytest.param("json_list", "list", marks=pytest.mark.xfail(
-        strict=True, reason="answers.unwrap_list drops the list's non-object items, then the "
-        "protocol reads the empty rest as 'no profile matches': not_found")),
+    ("json_list", "holds something other than records"),
 ])
 def test_a_lookup_answer_that_cannot_be_read_fails_the_row_not_not_found(
         sbx: SandboxProcess, tmp_path: Path, kind: str, words: str) -> None:
@@ -279,16 +269,7 @@ def test_a_lookup_answer_that_cannot_be_read_fails_the_row_not_not_found(
     assert sbx.stats()["chaos"] == {kind: 1} and sbx.stats()["patches"] == {}
 
 
-CONTENT_NULL_IS_NOT_FOUND = pytest.mark.xfail(
-    strict=True, reason="answers.unwrap reads {'content': null} as an empty content list and "
-    "raises NotFound: an existing profile comes out not_found (skipped, or created twice)")
-
-
-@pytest.mark.parametrize("on_missing", [
-    pytest.param("fail", marks=CONTENT_NULL_IS_NOT_FOUND),
-    pytest.param("skip", marks=CONTENT_NULL_IS_NOT_FOUND),
-    pytest.param("create", marks=CONTENT_NULL_IS_NOT_FOUND),
-])
+@pytest.mark.parametrize("on_missing", ["fail", "skip", "create"])
 def test_a_get_answering_content_null_fails_the_row_and_creates_nothing(
         sbx: SandboxProcess, tmp_path: Path, on_missing: str) -> None:
     sbx.reset(make_profiles(5), chaos=1.0, chaos_kinds=["content_null"],
@@ -303,8 +284,6 @@ def test_a_get_answering_content_null_fails_the_row_and_creates_nothing(
     assert "content" in record["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="the lookup's [1, 2] reads as 'no profile matches', so "
-                   "--on-missing create POSTs a second profile with the same email")
 def test_a_lookup_answering_a_list_of_no_records_creates_nothing(sbx: SandboxProcess,
                                                                tmp_path: Path) -> None:
     sbx.reset(make_profiles(5), chaos=1.0, chaos_kinds=["json_list"], chaos_methods=["GET"])
@@ -438,9 +417,6 @@ def test_a_write_that_did_not_land_is_never_a_success(sbx: SandboxProcess, tmp_p
     assert sbx.profiles_now() == before and sbx.stats()["patches"] == {}
 
 
-@pytest.mark.xfail(strict=True, reason="a finished run removes the journal (finish.tidy), so "
-                   "--resume of a retryable failure whose PATCH had landed finds the values "
-                   "in place and records `unchanged` without `changed`: the undo loses the row")
 def test_resume_of_a_failed_row_whose_write_landed_keeps_it_in_the_undo(
         sbx: SandboxProcess, tmp_path: Path) -> None:
     sbx.reset(make_profiles(5), chaos=1.0, chaos_kinds=["html"], chaos_methods=["PATCH"])
@@ -458,9 +434,6 @@ def test_resume_of_a_failed_row_whose_write_landed_keeps_it_in_the_undo(
     undo_restores(sbx, tmp_path / "one.results.jsonl", before, tmp_path, "--schema", "none")
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.process: a retried row whose GET fails gets "
-                   "`changed` from this run's PATCH only (progress.sent), not from the journal "
-                   "entry of the earlier run's PATCH that landed: the record drops it")
 def test_a_retry_that_fails_before_its_patch_keeps_the_landed_write_in_the_undo(
         sbx: SandboxProcess, tmp_path: Path) -> None:
     sbx.reset(make_profiles(5), chaos=1.0, chaos_kinds=["html"], chaos_methods=["PATCH"])

@@ -205,12 +205,6 @@ def test_two_rows_with_the_same_missing_key_create_once_then_patch(sandbox: Sand
     assert sandbox.profiles_now()[pkey] == {"PKey": pkey, "firstName": "Anna", "phone": "0699"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "protocol.py RowProtocol._fetch: a later row of a key this run created reads the profile "
-    "through self._created but leaves progress.pkey = the input key, so its record says "
-    "pkey '@gone1' (a key that does not exist) instead of the created PKey; undo.py then "
-    "cannot tell it belongs to a created profile and writes an undo row for '@gone1' that "
-    "comes out not_found"))
 def test_rows_after_a_create_are_recorded_under_the_created_pkey(sandbox: SandboxProcess,
                                                                  tmp_path: Path) -> None:
     proc, rows = run_file(tmp_path, sandbox, ["PKey", "firstName", "phone"], [
@@ -330,13 +324,6 @@ def test_max_changes_stops_after_exactly_n_writes_and_resume_finishes(
     assert summary["max_changes"]["writes"] == 40 and summary["rows"] == 50
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.py Engine._abort (via runner.py _before_write raising MaxChangesReached): reaching "
-    "--max-changes aborts like a refused credential and cancels the rows in flight, so a row "
-    "whose PATCH or POST was already sent gets no record: the results (and so undo, delete, "
-    "report, failures) miss a write that was made, and a create cut this way comes out "
-    "`failed` ('an earlier run sent a create for this row...') on --resume. Reaching the "
-    "limit should stop new writes and let rows in flight finish, as SIGINT does"))
 @pytest.mark.parametrize("on_missing", ["fail", "create"])
 def test_max_changes_records_every_write_it_let_through(sandbox_process: SandboxProcess,
                                                         tmp_path: Path,
@@ -423,11 +410,6 @@ def test_fields_refuses_a_file_with_another_column_before_any_request(
     assert sandbox.stats()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py _cmd_validate: with --fields (and no --online) it builds the full run settings "
-    "(config.load_settings, command='validate'), which demand a target, so an offline "
-    "`batchpatch validate FILE --fields a,b` exits 2 with 'no target: give --base-url and "
-    "--org' instead of checking the columns; --fields needs no API"))
 def test_validate_fields_works_offline(tmp_path: Path) -> None:
     fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone", "email"],
                       [["@p00001", "1", "x@example.com"]])

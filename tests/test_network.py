@@ -380,10 +380,6 @@ def test_ims_secrets_echoed_are_masked(sandbox: SandboxProcess, tmp_path: Path) 
     assert_holds_none_of(out, CLIENT_SECRET, wrong)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "answers.api_message cuts the API's words at 300 characters before protocol.py redacts "
-    "them: a secret the cut goes through (a JWT access token is ~1000 characters) is no longer "
-    "whole, so its first part is written unmasked (records, -v/-vv logs, report)"))
 def test_a_long_token_cut_by_the_message_limit_is_still_masked(
         sandbox: SandboxProcess, tmp_path: Path) -> None:
     jwt_like = "eyJ" + "".join(f"{i:03d}Qk" for i in range(200))  # ~1000 characters
@@ -484,12 +480,7 @@ def test_print_config_shows_the_proxy_masked(
 
 @pytest.mark.parametrize("how", [
     "env",
-    pytest.param("flag", marks=pytest.mark.xfail(strict=True, reason=(
-        "options.proxy_url registers the --proxy password (and its URL-encoded form) as a "
-        "secret, but not the `Basic base64(user:password)` form every request carries in "
-        "Proxy-Authorization: a proxy that passes that header on (proxy.py does on a kept-alive "
-        "connection) and an API that echoes it put the proxy's credentials in the records "
-        "and logs. Fix: options.proxy_url calls secret.register_proxy_url(raw) instead"))),
+    "flag",
 ])
 def test_proxy_credentials_echoed_by_the_api_are_masked(
         how: str, sandbox: SandboxProcess, proxy: ForwardProxy, tmp_path: Path) -> None:
@@ -565,11 +556,6 @@ def test_https_to_a_server_without_tls_says_so(sandbox: SandboxProcess, tmp_path
     assert records_in(tmp_path / "f.results.jsonl") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runner._Run._go: when the first request (the schema's metadata GET) aborts the run, the "
-    "summary is built with RunEnd(..., abort=exc) and no rows_without_record, so it reports 0 "
-    "and stderr says '~0 rows have no record yet' although no row of the file has one. Fix: "
-    "pass count_rows(...) as rows_without_record there, as _end does"))
 def test_an_abort_on_the_first_request_counts_every_row_as_without_a_record(
         tls_sandbox: SandboxProcess, tmp_path: Path) -> None:
     proc = bp("run", fixes(tmp_path), "--base-url", tls_sandbox.url, "--org", "demo", *PACE)
@@ -591,12 +577,6 @@ def test_an_untrusted_certificate_behind_a_proxy_aborts_the_same_way(
     assert records_in(tmp_path / "f.results.jsonl") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli._asyncio_run runs under uvloop, and when a TLS failure aborts the run the engine "
-    "cancels the other workers while their handshakes are still failing: uvloop then logs "
-    "'Future exception was never retrieved' with a traceback of the SSLCertVerificationError "
-    "on stderr (about half the runs at --concurrency 8; never with plain asyncio). Fix: a loop "
-    "exception handler for the run that drops that context for an ssl.SSLError"))
 def test_a_tls_abort_writes_no_traceback(pki: Pki, tmp_path: Path) -> None:
     rows = [[f"@p{i % 10:05d}", f"+33 6 00 00 00 {i:02d}"] for i in range(16)]
     with https_sandbox(tmp_path, pki.unknown_ca, pki.ca) as sandbox:
@@ -639,11 +619,6 @@ def test_a_proxy_refusing_our_credentials_aborts_at_once(
     assert proxy.forwarded() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "answers.classify treats a proxy's 407 to a plain-HTTP request as the API refusing the "
-    "row (Rejected, `failed`): with a wrong proxy password every row of the file is sent to "
-    "the proxy and fails (exit 1) instead of the run stopping at the first 407 (exit 3, "
-    "like any credentials refused). Fix: classify 407 as AuthFailed naming the proxy"))
 def test_a_proxy_refusing_our_credentials_for_plain_http_aborts_at_once(
         sandbox: SandboxProcess, proxy: ForwardProxy, tmp_path: Path) -> None:
     proc = bp("run", fixes(tmp_path), *proxied_target(sandbox), *PACE,

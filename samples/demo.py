@@ -1,6 +1,8 @@
 """`make demo`: start the sandbox on loopback, run the sample fixes against it, show the summary,
-stop the sandbox. The sandbox requires a token and an API key, as Adobe does, and drops 1% of
-answers with 503s, so the demo shows retries too."""
+stop the sandbox. The sandbox requires a token and an API key, as Adobe does, answers 5xx to 1%
+of requests (so the demo shows retries), and serves resource metadata with a smartCase data
+policy on names and enumerations (samples/schema.json): a name typed in lower case comes back
+normalised and is still `updated`, or `unchanged` when it already matched."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def main() -> int:
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     flags = ["--token", "demo-token", "--api-key", "demo-key", "--fault-5xx", "0.01",
-             "--latency-ms", "5", "--seed", "7"]
+             "--latency-ms", "5", "--seed", "7", "--schema", str(HERE / "schema.json")]
     with SandboxProcess(HERE / "profiles.json", *flags) as sandbox:
         print(f"sandbox: {sandbox.url} (org 'demo'; profiles from {HERE / 'profiles.json'})",
               flush=True)
@@ -31,9 +33,11 @@ def main() -> int:
                "--base-url", sandbox.url, "--org", "demo", "--rate", "200", "--concurrency", "16",
                "--results", str(out / "fixes.results.jsonl"),
                "--failures", str(out / "fixes.failures.csv"),
-               "--summary", str(out / "fixes.summary.json")]
+               "--summary", str(out / "fixes.summary.json"),
+               "--metrics-file", str(out / "fixes.prom")]
         print("$ batchpatch run samples/fixes.csv --base-url", sandbox.url,
               "--org demo --rate 200 --concurrency 16 --results samples/out/... "
+              "--metrics-file samples/out/fixes.prom "
               "(token and API key from BATCHPATCH_TOKEN / BATCHPATCH_API_KEY)", flush=True)
         code = subprocess.call(cmd, env=env)
     report = out / "fixes.report.html"
@@ -45,6 +49,7 @@ def main() -> int:
     print(f"each row's record: {out / 'fixes.results.jsonl'}")
     print(f"the failed rows, ready to fix and feed back: {out / 'fixes.failures.csv'}")
     print(f"a report to read: {report} (batchpatch report RESULTS -o report.html|report.md)")
+    print(f"metrics for Prometheus' textfile collector: {out / 'fixes.prom'}")
     return 0 if code in (0, 1) else code
 
 

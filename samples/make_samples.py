@@ -45,29 +45,49 @@ def profile(rng: random.Random, i: int) -> dict:
     }
 
 
+def schema(profiles: list[dict]) -> dict:
+    """The sandbox's resource metadata: inferred from the profiles, with Adobe's data policy
+    on names and the enumerations of gender and language."""
+    from batchpatch.sandbox.schema import infer
+
+    content = infer(profiles)
+    for name in ("firstName", "lastName"):
+        content[name]["dataPolicy"] = "smartCase"
+    for name, values in (("gender", ["female", "male", "unknown"]),
+                         ("preferredLanguage", ["fr_fr", "en_us", "pt_br", "de_de"])):
+        content[name] = {**content[name], "type": "enumeration", "resType": "string",
+                         "values": {v: {"value": v, "label": v.replace("_", " ").title()}
+                                    for v in values}}
+    return content
+
+
 def main() -> None:
     rng = random.Random(20261128)
     profiles = [profile(rng, i) for i in range(400)]
     (HERE / "profiles.json").write_text(json.dumps(profiles, indent=1, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
-    columns = ["PKey", "email", "phone", "location.city", "cusLoyaltyPoints", "blackListEmail"]
+    (HERE / "schema.json").write_text(json.dumps(schema(profiles), indent=1) + "\n")
+    columns = ["PKey", "email", "phone", "location.city", "cusLoyaltyPoints", "blackListEmail",
+               "firstName", "gender"]
     rows: list[list[str]] = []
     for i, p in enumerate(profiles[:280]):
         kind = i % 4
-        if kind == 0:  # already right: no PATCH
+        if kind == 0:  # already right (the name in lower case: smartCase makes it the same)
             rows.append([p["PKey"], p["email"], p["phone"], p["location"]["city"],
-                         str(p["cusLoyaltyPoints"]), str(p["blackListEmail"]).lower()])
-        elif kind == 1:  # new phone only; other cells empty = leave as is
-            rows.append([p["PKey"], "", f"+33 6 {i:02d} 00 00 {i % 97:02d}", "", "", ""])
+                         str(p["cusLoyaltyPoints"]), str(p["blackListEmail"]).lower(),
+                         p["firstName"].lower(), p["gender"].upper()])
+        elif kind == 1:  # new phone and a double first name typed carelessly
+            rows.append([p["PKey"], "", f"+33 6 {i:02d} 00 00 {i % 97:02d}", "", "", "",
+                         f"{p['firstName'].lower()}-MARIA", ""])
         elif kind == 2:  # moved: city changes, the rest of location must survive
             points = str(p["cusLoyaltyPoints"] + 100)
-            rows.append([p["PKey"], "", "", "Marseille, Vieux-Port", points, ""])
+            rows.append([p["PKey"], "", "", "Marseille, Vieux-Port", points, "", "", ""])
         else:  # unsubscribed, fixed email
             rows.append([p["PKey"], p["email"].replace("@example.com", "@example.org"), "", "", "",
-                         "yes"])
+                         "yes", "", ""])
     for i in range(12):  # keys the API does not know
-        rows.append([pkey(rng), f"ghost{i}@example.com", "", "", "", ""])
-    rows.insert(150, [profiles[300]["PKey"], "", "", "", "lots", ""])  # not an integer: invalid
+        rows.append([pkey(rng), f"ghost{i}@example.com", "", "", "", "", "", ""])
+    rows.insert(150, [profiles[300]["PKey"], "", "", "", "lots", "", "", ""])  # invalid integer
     with open(HERE / "fixes.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)

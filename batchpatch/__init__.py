@@ -27,7 +27,7 @@ from typing import Any
 
 from .result import RunResult
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["RunResult", "__version__", "run", "run_async"]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -268,6 +269,7 @@ class ApiClient:
         return target
 
     async def _send(self, request: Request) -> Response:
+        started = time.perf_counter()
         try:
             answer = await self._transport.send(request)
         except Unreachable as exc:
@@ -280,6 +282,7 @@ class ApiClient:
             self._pacer.gate.release()  # a probe that ended neither way lets another go
             raise
         self._counters.requests[(request.method, str(answer.status))] += 1
+        self._counters.observe(time.perf_counter() - started)
         return answer
 
 

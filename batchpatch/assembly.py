@@ -53,7 +53,7 @@ def settings_shown(settings: Settings) -> dict[str, Any]:
         "target": settings.target.template,
         "lookup": settings.target.lookup_template,
         "rate": pacing.rate.rate,
-        "concurrency": pacing.concurrency,
+        "concurrency": pacing.concurrency or "auto",
         "retries": pacing.retry.retries,
         "timeout": pacing.timeouts.request,
         "dry_run": settings.mode.dry_run,

@@ -158,7 +158,7 @@ def load_settings(
                         max_body=values["max_body"],
                         request_timeout=values["timeout"],
                         connect_timeout=Timeouts(values["timeout"]).connect,
-                        pool_size=values["concurrency"] + 4),
+                        pool_size=(values["concurrency"] or Pacing().max_concurrency) + 4),
         pacing=Pacing(
             concurrency=values["concurrency"],
             rate=RatePolicy(values["rate"], values["adaptive_rate"]),

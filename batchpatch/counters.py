@@ -41,6 +41,12 @@ class Counters:
     retryable_writes: int = 0
     changed_fields: Counter[str] = field(default_factory=Counter)
 
+    #: a moving average of one request's duration, in seconds (0: none yet); fed by the client
+    latency: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.latency = seconds if not self.latency else self.latency * 0.9 + seconds * 0.1
+
     def request(self, method: str, label: str) -> None:
         self.requests[(method, label)] += 1
 

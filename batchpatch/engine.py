@@ -42,7 +42,8 @@ _BATCH = 256
 class Schedule:
     """What the engine is asked to do with the input."""
 
-    concurrency: int = 8
+    concurrency: int = 8  # workers at the start (resize() changes it)
+    max_concurrency: int = 0  # the most resize() may ask for (0: concurrency)
     limit: int | None = None  # start at most this many rows
     canary: int | None = None  # stop (exit 3) if any of the first N rows fails
     log_rows: bool = False  # a log line per row at info level (-v)
@@ -69,7 +70,9 @@ class Engine:
         self._prior = prior
         self._keep_prior = keep_prior
         self._queue: asyncio.Queue[tuple[Row, int] | None] = asyncio.Queue(
-            maxsize=schedule.concurrency * 2)
+            maxsize=max(schedule.concurrency, schedule.max_concurrency) * 2)
+        self._target = schedule.concurrency  # workers wanted; extra ones leave between rows
+        self._live = 0
         self._active: dict[str, deque[tuple[Row, int]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -83,15 +86,32 @@ class Engine:
         self._row_level = logging.INFO if schedule.log_rows else logging.DEBUG
 
     async def run(self, rows: Iterator[Row]) -> None:
-        self._workers = [asyncio.create_task(self._work())
-                         for _ in range(self._schedule.concurrency)]
+        self._spawn(self._schedule.concurrency)
         feeder = asyncio.create_task(self._feed(rows))
         feeder.add_done_callback(self._feeder_done)
         try:
-            await asyncio.gather(*self._workers, return_exceptions=True)
+            while pending := [task for task in self._workers if not task.done()]:
+                await asyncio.wait(pending)  # workers added meanwhile are waited for next
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
+
+    @property
+    def workers(self) -> int:
+        """Workers running now."""
+        return self._live
+
+    def resize(self, workers: int) -> None:
+        """Run `workers` rows at a time from now on (--concurrency auto)."""
+        cap = self._schedule.max_concurrency or self._schedule.concurrency
+        self._target = max(1, min(workers, cap))
+        if not self._stopping and not self.input_finished and self._live < self._target:
+            self._spawn(self._target - self._live)
+
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            self._live += 1
+            self._workers.append(asyncio.create_task(self._work()))
 
     def stop(self) -> None:
         """Start no new row; let rows in flight finish."""
@@ -134,10 +154,10 @@ class Engine:
                 await self._dispatch(row)
         if broken is not None and self.abort is None:
             self.abort = broken  # the rows read before the break still run to their record
-        # One end-of-input mark per worker. Not in a `finally`: when the feeder is cancelled
-        # the workers are already gone, and a put on a full queue would wait forever.
-        for _ in range(self._schedule.concurrency):
-            await self._queue.put(None)
+        # One end-of-input mark; each worker that takes it puts it back for the next. Not in a
+        # `finally`: when the feeder is cancelled the workers are already gone, and a put on a
+        # full queue would wait forever.
+        await self._queue.put(None)
 
     def _is_prior(self, row: Row) -> bool:
         return self._prior is not None and self._prior.get(row.line) is not None
@@ -171,7 +191,17 @@ class Engine:
         await self._queue.put((row, seq))
 
     async def _work(self) -> None:
-        while (item := await self._queue.get()) is not None:
+        try:
+            await self._work_rows()
+        finally:
+            self._live -= 1
+
+    async def _work_rows(self) -> None:
+        while self._live <= self._target or self._stopping:
+            item = await self._queue.get()
+            if item is None:
+                self._queue.put_nowait(None)  # the end of the input, for the next worker
+                return
             row, seq = item
             key = row.key
             assert key is not None

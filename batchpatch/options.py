@@ -138,6 +138,15 @@ def notify_url(value: Any, where: str) -> str:
     return raw
 
 
+def auto_or(convert: Converter) -> Converter:
+    """`auto` (None in the settings), or a value for `convert`."""
+    def read(value: Any, where: str) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        return convert(value, where)
+    return read
+
+
 def choice(*allowed: str) -> Converter:
     def convert(value: Any, where: str) -> str:
         if isinstance(value, str) and value in allowed:
@@ -252,8 +261,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("ca_bundle", text, _NETWORK.ca_bundle, "network", _ONLINE,
        "PEM file of CA certificates to trust (default: the system's, or SSL_CERT_FILE)"),
     # pace
-    _o("concurrency", integer(minimum=1), _PACING.concurrency, "pace", _WRITE,
-       "rows in flight at once"),
+    _o("concurrency", auto_or(integer(minimum=1)), None, "pace", _WRITE,
+       "rows in flight at once, or auto (the default): sized from --rate and the latency "
+       "observed (32 with --rate 0)"),
     _o("rate", number(minimum=0), _PACING.rate.rate, "pace", _ONLINE,
        "requests per second, all workers together; 0 = unlimited"),
     _o("retries", integer(minimum=0), _PACING.retry.retries, "pace", _ONLINE,

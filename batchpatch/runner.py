@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 import time
@@ -45,7 +46,27 @@ from .summary import RunEnd, Summary
 from .transport import AiohttpTransport, Transport
 from .writer import ResultsWriter
 
-__all__ = ["execute", "quiet_leftovers"]
+__all__ = ["execute", "initial_workers", "quiet_leftovers", "workers_for"]
+
+AUTOSIZE_EVERY = 1.0
+#: workers beyond rate x latency: latency varies, and a row's requests do not follow at once
+HEADROOM = 1.25
+
+
+def workers_for(rate: float, latency: float, cap: int) -> int:
+    """Workers enough for `rate` requests a second when one takes `latency` seconds."""
+    if latency <= 0:
+        return max(4, min(cap, 8))
+    return max(4, min(cap, math.ceil(rate * latency * HEADROOM) + 2))
+
+
+def initial_workers(settings: Settings) -> int:
+    """--concurrency auto before any latency is known: 32 with no rate, else what a 50 ms
+    answer would need (the first second measures the real one)."""
+    pacing = settings.pacing
+    if not pacing.rate.rate:
+        return min(32, pacing.max_concurrency)
+    return workers_for(pacing.rate.rate, 0.05, pacing.max_concurrency)
 
 log = logging.getLogger("batchpatch")
 
@@ -192,15 +213,18 @@ class _Run:
                                    intents=intents, schema=schema)
         engine = self.engine = Engine(
             protocol, lambda outcome: self._emit(writer, outcome),
-            Schedule(s.pacing.concurrency, s.mode.limit, s.mode.canary,
-                     s.reporting.log_rows),
+            Schedule(concurrency=s.pacing.concurrency or initial_workers(s),
+                     max_concurrency=s.pacing.concurrency or s.pacing.max_concurrency,
+                     limit=s.mode.limit, canary=s.mode.canary,
+                     log_rows=s.reporting.log_rows),
             Breaker(s.pacing.breaker), self.counters, self.prior, writer.keep_prior)
         if on_engine:
             on_engine(engine)
         if handle_signals:
             signals.install(engine, s.pacing.grace, self.received)
         writer_task = asyncio.create_task(writer.run())
-        watchers = [task for task in (self._start_progress(), self._start_metrics(started))
+        watchers = [task for task in (self._start_progress(), self._start_metrics(started),
+                                      self._start_autosize(engine, pacer))
                     if task is not None]
         try:
             await engine.run(iter(self.source))
@@ -264,6 +288,22 @@ class _Run:
         return RunEnd(elapsed, engine.input_finished, engine.limited, engine.abort,
                       self.received[0] if self.received else None, left, self.started_at,
                       tuple(self.gate.periods))
+
+    def _start_autosize(self, engine: Engine, pacer: Pacer) -> asyncio.Task[None] | None:
+        """--concurrency auto: every second, as many workers as the rate and the latency
+        observed call for."""
+        if self.settings.pacing.concurrency is not None or not self.settings.pacing.rate.rate:
+            return None
+        pacing, counters = self.settings.pacing, self.counters
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(AUTOSIZE_EVERY)
+                adapted = pacer.adapter.rate if pacer.adapter is not None else None
+                engine.resize(workers_for(adapted or pacing.rate.rate, counters.latency,
+                                          pacing.max_concurrency))
+
+        return asyncio.create_task(loop())
 
     def _start_metrics(self, started: float) -> asyncio.Task[None] | None:
         """The metrics file, rewritten every --progress-every seconds while the run goes."""

@@ -100,7 +100,10 @@ class Network:
 class Pacing:
     """How fast and how patiently."""
 
-    concurrency: int = 8
+    #: rows in flight at once; None: auto (sized from the rate and the latency observed)
+    concurrency: int | None = None
+    #: the most rows auto may put in flight
+    max_concurrency: int = 128
     rate: RatePolicy = field(default_factory=RatePolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)

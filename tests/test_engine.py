@@ -125,3 +125,33 @@ async def test_rows_read_before_a_broken_input_are_all_processed() -> None:
     await asyncio.wait_for(eng.run(broken()), 10)
     assert isinstance(eng.abort, InputBroken) and "line 87" in str(eng.abort)
     assert sorted(o.row for o in out) == list(range(2, 87))
+
+
+async def test_the_pool_grows_and_shrinks_without_losing_a_row() -> None:
+    api = FakeApi(profiles(300))
+    out: list[Outcome] = []
+    eng = engine(api, Schedule(concurrency=2, max_concurrency=40), out)
+    sizes: list[int] = []
+
+    def emit(outcome: Outcome) -> None:
+        out.append(outcome)
+        if len(out) == 50:
+            eng.resize(30)  # --concurrency auto found the latency: more workers
+        elif len(out) == 150:
+            eng.resize(3)  # the rate was cut: fewer
+        sizes.append(eng.workers)
+
+    eng._emit = emit
+    await eng.run(iter(rows(300)))
+    assert sorted(o.row for o in out) == list(range(2, 302))
+    assert max(sizes) == 30 and sizes[-1] <= 3
+    eng.resize(1000)
+    assert eng.workers <= 40  # never past the cap (and none once the input is done)
+
+
+def test_auto_concurrency_follows_rate_times_latency() -> None:
+    from batchpatch.runner import workers_for
+
+    assert workers_for(200, 0.150, 128) == 40  # 200 x 0.15 = 30 in flight, +25% and 2
+    assert workers_for(10, 0.050, 128) == 4
+    assert workers_for(1000, 1.0, 128) == 128

@@ -198,7 +198,11 @@ class ApiClient:
         return self._backoff(state)
 
     async def _request_headers(self, with_body: bool) -> dict[str, str]:
-        auth_headers = await self._auth.headers()
+        auth = self._auth
+        if (self._headers is not None and self._headers_generation == auth.generation
+                and auth.reusable()):
+            return self._headers[with_body]  # the common case: no await
+        auth_headers = await auth.headers()
         if self._headers is None or self._headers_generation != self._auth.generation:
             plain = {**auth_headers, **_BASE_HEADERS}
             self._headers = (plain, {**plain, "Content-Type": "application/json"})

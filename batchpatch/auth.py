@@ -44,6 +44,10 @@ class Auth(Protocol):
 
     async def headers(self) -> dict[str, str]: ...
 
+    def reusable(self) -> bool:
+        """Whether the headers of the current generation may be sent again as they are."""
+        ...
+
     async def unauthorized(self, generation: int, message: str) -> None:
         """A request sent with `generation` got 401: get a new token, or raise AuthFailed."""
         ...
@@ -62,6 +66,9 @@ class StaticAuth:
 
     async def headers(self) -> dict[str, str]:
         return self._headers
+
+    def reusable(self) -> bool:
+        return True
 
     async def unauthorized(self, generation: int, message: str) -> None:
         raise AuthFailed(
@@ -124,6 +131,9 @@ class ImsAuth:
         self._after_401 = False
         self._lock = asyncio.Lock()
         self.generation = 0
+
+    def reusable(self) -> bool:
+        return self._token is not None and self._clock() < self._refresh_at
 
     async def headers(self) -> dict[str, str]:
         if self._token is None or self._clock() >= self._refresh_at:

@@ -15,7 +15,7 @@ import io
 import json
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -85,6 +85,10 @@ class InputFile:
     columns: list[str] | None = None
     header_raw: bytes = b""
     delimiter: str = ","
+    #: rows (by number) the reader need not give at all (--resume: already recorded), and how
+    #: many it left out so
+    skip: Callable[[int], bool] | None = None
+    skipped: int = 0
     _rows: Iterator[Row] | None = None
 
     def __iter__(self) -> Iterator[Row]:
@@ -234,6 +238,9 @@ def _csv_rows(
         raw, bad = lines.take()
         if not cells:  # a blank line is not a record
             continue
+        if source.skip is not None and source.skip(start):
+            source.skipped += 1
+            continue
         if bad:
             yield Row(start, None, {}, raw, problem="the line is not valid UTF-8")
         elif len(cells) != width:
@@ -301,6 +308,9 @@ def _jsonl_rows(source: InputFile) -> Iterator[Row]:
     for number, raw in _lines(source):
         text = raw
         if not text.strip():
+            continue
+        if source.skip is not None and source.skip(number):
+            source.skipped += 1
             continue
         if first:
             first = False

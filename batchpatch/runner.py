@@ -212,7 +212,8 @@ class _Run:
             protocol = RowProtocol(client, s.target, mode, self._before_write(writer),
                                    intents=intents, schema=schema)
         engine = self.engine = Engine(
-            protocol, lambda outcome: self._emit(writer, outcome),
+            protocol,
+            writer.put if self.prior is None else lambda outcome: self._emit(writer, outcome),
             Schedule(concurrency=s.pacing.concurrency or initial_workers(s),
                      max_concurrency=s.pacing.concurrency or s.pacing.max_concurrency,
                      limit=s.mode.limit, canary=s.mode.canary,
@@ -222,6 +223,9 @@ class _Run:
             on_engine(engine)
         if handle_signals:
             signals.install(engine, s.pacing.grace, self.received)
+        if self.prior is not None:  # rows already recorded are left out by the reader itself
+            prior = self.prior
+            self.source.skip = lambda line: prior.get(line) is not None
         writer_task = asyncio.create_task(writer.run())
         watchers = [task for task in (self._start_progress(), self._start_metrics(started),
                                       self._start_autosize(engine, pacer))
@@ -236,11 +240,14 @@ class _Run:
             await asyncio.gather(*watchers, return_exceptions=True)
             if handle_signals:
                 signals.remove()
+        self.counters.rows_read += self.source.skipped
+        self.counters.rows_resumed += self.source.skipped
         if self.prior is not None and writer.broken is None:
             rebuild_failures(s, self.prior)
         finished = engine.input_finished and engine.abort is None and not self.received
         if finished and writer.broken is None:
-            tidy(s, journal, self.prior is not None, self.counters.retryable_writes > 0)
+            tidy(s, journal, self.counters.retried_from_earlier > 0,
+                 self.counters.retryable_writes > 0)
         return Summary(self.counters, self._end(engine, time.monotonic() - started),
                        s.mode.dry_run, self.run_id, outputs.results, outputs.failures,
                        outputs.summary, settings_shown(s))

@@ -93,3 +93,37 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         pass
     with RunLock(results):
         pass
+
+
+def test_prior_results_read_fast_agree_with_records_read_whole(tmp_path: Path) -> None:
+    import orjson
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from batchpatch.model import Outcome
+    from batchpatch.resume import read_records
+
+    keys = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.just(
+        'a","status":"updated') | st.none()
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(st.lists(st.tuples(st.integers(2, 5000), keys, st.sampled_from(list(Status)),
+                              st.booleans()), min_size=1, max_size=40))
+    def check(records: list) -> None:
+        path = tmp_path / "r.jsonl"
+        with open(path, "wb") as fh:
+            for row, pkey, status, retryable in records:
+                record = Outcome(row, pkey, status, retryable=retryable).record()
+                if status.is_failure:
+                    record["retryable"] = retryable
+                fh.write(orjson.dumps(record) + b"\n")
+        prior = PriorResults.load(path)
+        expected: dict[int, tuple[Status, bool]] = {}
+        for record in read_records(path):
+            status = Status(record["status"])
+            expected[record["row"]] = (status, status.is_failure and record.get("retryable"))
+        assert prior.count == len(expected)
+        for row, (status, retryable) in expected.items():
+            assert (prior.status(row), prior.retryable(row)) == (status, bool(retryable))
+
+    check()

@@ -44,6 +44,8 @@ class Control:
             "chaos": dict(state.chaos),
             "created": list(state.created),
             "deleted": list(state.deleted),
+            "connections": len(state.connections),
+            "first_at": state.first_at,
         }
         if request.query.get("times"):
             start = state.times[0][0] if state.times else 0.0

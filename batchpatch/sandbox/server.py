@@ -76,6 +76,9 @@ class SandboxState:
     deleted: list[str] = field(default_factory=list)  # PKeys deleted, in order
     times: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=200_000))
     rate: RateGate = field(default_factory=RateGate)
+    #: the client connections API requests came on (host, port), and when the first came
+    connections: set[Any] = field(default_factory=set)
+    first_at: float | None = None  # time.time()
 
     def load(self, profiles: list[dict[str, Any]]) -> None:
         self.profiles = {str(p["PKey"]): copy.deepcopy(p) for p in profiles}
@@ -85,6 +88,8 @@ class SandboxState:
             kept.clear()
         self.created.clear()
         self.deleted.clear()
+        self.connections.clear()
+        self.first_at = None
         self.tokens_issued = 0
         self.rate.clear()
 
@@ -140,8 +145,13 @@ class Sandbox:
         return response
 
     def _count(self, request: web.Request, now: float, label: str) -> None:
-        self.state.counts[f"{request.method} {label}"] += 1
-        self.state.times.append((now, label))
+        state = self.state
+        state.counts[f"{request.method} {label}"] += 1
+        state.times.append((now, label))
+        if state.first_at is None:
+            state.first_at = time.time() - (time.monotonic() - now)
+        if request.transport is not None:
+            state.connections.add(request.transport.get_extra_info("peername"))
 
     def _gate(self, request: web.Request, now: float) -> web.Response | None:
         """The server's own rate limit, and credentials."""

@@ -105,7 +105,10 @@ class Engine:
         """Run `workers` rows at a time from now on (--concurrency auto)."""
         cap = self._schedule.max_concurrency or self._schedule.concurrency
         self._target = max(1, min(workers, cap))
-        if not self._stopping and not self.input_finished and self._live < self._target:
+        # Rows still queued once the input is read (a small file is read at once) need the
+        # workers too; only the end-of-input mark left means there is nothing to grow for.
+        work_left = not self.input_finished or self._queue.qsize() > 1
+        if not self._stopping and work_left and self._live < self._target:
             self._spawn(self._target - self._live)
 
     def _spawn(self, n: int) -> None:

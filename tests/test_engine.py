@@ -149,6 +149,39 @@ async def test_the_pool_grows_and_shrinks_without_losing_a_row() -> None:
     assert eng.workers <= 40  # never past the cap (and none once the input is done)
 
 
+async def test_the_pool_grows_for_a_file_read_at_once() -> None:
+    """A small file is queued whole before the latency is known; growing must still help it:
+    30 requests in flight after resize(30), not the 2 of the start."""
+    api = FakeApi(profiles(60))
+    gate, waiting = asyncio.Event(), [0]
+    send = api.transport.send
+
+    async def held(request: Any) -> Any:
+        waiting[0] += 1
+        await gate.wait()
+        return await send(request)
+
+    api.transport.send = held  # type: ignore[method-assign]
+    out: list[Outcome] = []
+    eng = engine(api, Schedule(concurrency=2, max_concurrency=40), out)
+    run = asyncio.create_task(eng.run(iter(rows(60))))
+    for _ in range(500):
+        if eng.input_finished and waiting[0] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert eng.input_finished and waiting[0] == 2
+    eng.resize(30)
+    for _ in range(500):
+        if waiting[0] == 30:
+            break
+        await asyncio.sleep(0.01)
+    in_flight = waiting[0]
+    gate.set()
+    await asyncio.wait_for(run, 10)
+    assert in_flight == 30
+    assert sorted(o.row for o in out) == list(range(2, 62))
+
+
 def test_auto_concurrency_follows_rate_times_latency() -> None:
     from batchpatch.runner import workers_for
 

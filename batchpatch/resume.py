@@ -156,42 +156,47 @@ class PriorResults:
             with contextlib.suppress(OSError):
                 repair_tail(path)
             number, tail = 0, b""
-            while block := fh.read(1 << 23):
+            while block := fh.read(1 << 20):
                 block = tail + block
                 cut = block.rfind(b"\n") + 1
-                block, tail = block[:cut], block[cut:]
-                number = prior._add_block(path, number, block)
+                number = prior._add_block(path, number, block, cut)
+                tail = block[cut:]
             if tail:
-                number = prior._add_block(path, number, tail + b"\n")
+                number = prior._add_block(path, number, tail + b"\n", len(tail) + 1)
         return prior
 
-    def _add_block(self, path: Path, number: int, block: bytes) -> int:
-        """Add the records of whole lines; returns the number of the last line."""
+    def _add_block(self, path: Path, number: int, block: bytes, size: int) -> int:
+        """Add the records of the whole lines in `block[:size]`; returns the number of the last
+        line. Searched in place: no line is copied out unless it needs a full parse."""
         codes, failures, status_of = _STATUS_CODES, _FAILURE_CODES, self._status
-        lines = block.split(b"\n")
-        lines.pop()  # after the last newline
-        for line in lines:
+        pos = 0
+        find, startswith = block.find, block.startswith
+        while pos < size:
+            end = find(b"\n", pos)
             number += 1
             code = 0
-            if line.startswith(b'{"row":') and line.endswith(b"}"):
+            if startswith(b'{"row":', pos) and block[end - 1] == 0x7D:  # ends with }
                 # the row, then (after the pkey, whose quotes are escaped) the status
-                comma = line.find(b",", 7)
-                start = line.find(b'"status":"', comma) + 10
-                code = codes.get(line[start:line.find(b'"', start)], 0)
-                digits = line[7:comma]
+                comma = find(b",", pos + 7, end)
+                start = find(b'"status":"', comma, end) + 10
+                if comma > 0 and start > 9:
+                    code = codes.get(block[start:find(b'"', start, end)], 0)
+                    digits = block[pos + 7:comma]
             if code and digits.isdigit():
                 row = int(digits)
                 if row >= len(status_of):
                     status_of.extend(bytes(row + 1 - len(status_of) + 65536))
                 if not status_of[row]:
                     self.count += 1
-                if code in failures and b'"retryable":true' in line:
+                if code in failures and find(b'"retryable":true', pos, end) >= 0:
                     code |= _RETRYABLE
                 status_of[row] = code
-                continue
-            record = _parse_record(path, number, line)
-            status = Status(record["status"])
-            self.add(record["row"], status, status.is_failure and record.get("retryable") is True)
+            else:
+                record = _parse_record(path, number, block[pos:end])
+                status = Status(record["status"])
+                self.add(record["row"], status,
+                         status.is_failure and record.get("retryable") is True)
+            pos = end + 1
         return number
 
     def add(self, row: int, status: Status, retryable: bool = False) -> None:

@@ -60,7 +60,7 @@ class Engine:
         breaker: Breaker,
         counters: Counters,
         prior: PriorResults | None = None,
-        keep_prior: Callable[[Status, bytes], None] | None = None,
+        keep_prior: Callable[[bool, bytes], None] | None = None,
     ) -> None:
         self._protocol = protocol
         self._emit = emit
@@ -179,7 +179,7 @@ class Engine:
         if self._prior is not None and (status := self._prior.get(row.line)) is not None:
             self._counters.rows_resumed += 1
             if self._keep_prior is not None:
-                self._keep_prior(status, row.raw)
+                self._keep_prior(self._prior.listed(row.line), row.raw)
             return
         seq = self._started
         self._started += 1

@@ -33,8 +33,7 @@ def rebuild_failures(settings: Settings, final: PriorResults) -> None:
         try:
             with contextlib.suppress(InputBroken):
                 for row in source:
-                    status = final.status(row.line)
-                    if status is not None and status.is_failure:
+                    if final.listed(row.line):
                         out.write(row.raw)
             out.sync()
         finally:

@@ -65,12 +65,13 @@ class _Decision:
 class _Progress:
     """What a row has done so far; read when an error ends it early."""
 
-    __slots__ = ("action", "pkey", "sent")
+    __slots__ = ("action", "href", "pkey", "sent")
 
     def __init__(self, pkey: str | None) -> None:
         self.pkey = pkey
         self.sent: dict[str, list[Any]] | None = None  # `changed` of a write attempted
         self.action: str | None = None
+        self.href: str | None = None  # of the profile the row created
 
 
 class RowProtocol:
@@ -117,17 +118,19 @@ class RowProtocol:
         except AbortRun:
             raise
         except RowError as exc:
-            decision = _Decision(exc.status, progress.pkey, progress.sent, exc.message,
+            decision = _Decision(exc.status, progress.pkey, progress.sent,
+                                 _after_create(exc.message, progress),
                                  exc.mismatch if isinstance(exc, Conflict) else None,
-                                 action=progress.action)
+                                 action=progress.action, href=progress.href)
         except TransientError as exc:
-            decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
-                                 f"{exc.message} (gave up after {attempts.count} attempts)",
-                                 retryable=True, action=progress.action)
+            decision = _Decision(Status.FAILED, progress.pkey, progress.sent, _after_create(
+                f"{exc.message} (gave up after {attempts.count} attempts)", progress),
+                retryable=progress.href is None, action=progress.action, href=progress.href)
         except Exception as exc:
-            decision = _Decision(Status.FAILED, progress.pkey, progress.sent,
-                                 f"unexpected error: {type(exc).__name__}: {exc}",
-                                 retryable=progress.action != "create", action=progress.action)
+            decision = _Decision(Status.FAILED, progress.pkey, progress.sent, _after_create(
+                f"unexpected error: {type(exc).__name__}: {exc}", progress),
+                retryable=progress.action != "create", action=progress.action,
+                href=progress.href)
         return Outcome(
             row=row.line, pkey=decision.pkey, status=decision.status, changed=decision.changed,
             http_status=attempts.http_status, attempts=attempts.count,
@@ -213,7 +216,7 @@ class RowProtocol:
             href = self._target.url_for(pkey) if isinstance(pkey, str) and pkey else None
         if not isinstance(pkey, str) or not pkey:
             pkey = href.rstrip("/").rsplit("/", 1)[-1] if href else None
-        progress.pkey = pkey
+        progress.pkey, progress.href = pkey, href
         if href is None:
             return _Decision(Status.CREATED, pkey, changed, "created; the API gave no href, "
                              "Location or PKey to read it back", action="create")
@@ -221,9 +224,11 @@ class RowProtocol:
         if mode.no_verify:
             return _Decision(Status.CREATED, pkey, changed, href=href, action="create")
         decision = await self._verify(plan, href, attempts, pkey, changed)
-        status = Status.CREATED if decision.status is Status.UPDATED else decision.status
-        return _Decision(status, pkey, changed, decision.error, decision.mismatch, href=href,
-                         action="create")
+        if decision.status is Status.UPDATED:
+            return _Decision(Status.CREATED, pkey, changed, href=href, action="create")
+        return _Decision(decision.status, pkey, changed,
+                         _after_create(decision.error or "", progress), decision.mismatch,
+                         href=href, action="create")
 
     def _landed(self, line: int, profile: dict[str, Any], plan: Plan) -> dict[str, list[Any]]:
         """The fields of an earlier run's journal entry for this row that the profile already
@@ -265,6 +270,15 @@ class RowProtocol:
             raise Rejected(f"the lookup for {key!r} answered a profile with no PKey")
         # Adobe: follow the href the API gave rather than building the URL by hand
         return self._target.follow(profile.get("href"), self._target.url_for(pkey)), profile
+
+
+def _after_create(error: str, progress: _Progress) -> str:
+    """A failure after the row's create landed says so: it is not listed in the failures file
+    nor retried by --resume, where it would be created twice."""
+    if progress.href is None:
+        return error
+    return (f"{error}; the profile was created ({progress.pkey or progress.href}), so the row "
+            "is not in the failures file nor retried (sent again it would be created twice)")
 
 
 def _one_line(text: str) -> str:

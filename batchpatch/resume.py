@@ -34,6 +34,15 @@ _STATUSES = list(Status)
 #: a journal entry: the write's kind ("patch", "create", "delete") and its `changed`
 Intent = tuple[str, dict[str, list[Any]]]
 _RETRYABLE = 0x80
+#: a failure of a row whose create landed (its record has `"action":"create"` and an href):
+#: not listed in the failures file, where feeding it back would create the profile again
+_CREATED = 0x40
+_FLAGS = _RETRYABLE | _CREATED
+
+
+def lands_again(record: dict[str, Any]) -> bool:
+    """Whether sending a failed row again could create its profile a second time."""
+    return record.get("action") == "create" and bool(record.get("href"))
 
 
 class RunLock:
@@ -188,32 +197,45 @@ class PriorResults:
                     status_of.extend(bytes(row + 1 - len(status_of) + 65536))
                 if not status_of[row]:
                     self.count += 1
-                if code in failures and find(b'"retryable":true', pos, end) >= 0:
-                    code |= _RETRYABLE
+                if code in failures:
+                    if find(b'"retryable":true', pos, end) >= 0:
+                        code |= _RETRYABLE
+                    if find(b'"action":"create"', pos, end) >= 0 \
+                            and find(b'"href":"', pos, end) >= 0:
+                        code |= _CREATED
                 status_of[row] = code
             else:
                 record = _parse_record(path, number, block[pos:end])
                 status = Status(record["status"])
                 self.add(record["row"], status,
-                         status.is_failure and record.get("retryable") is True)
+                         status.is_failure and record.get("retryable") is True,
+                         status.is_failure and lands_again(record))
             pos = end + 1
         return number
 
-    def add(self, row: int, status: Status, retryable: bool = False) -> None:
+    def add(self, row: int, status: Status, retryable: bool = False,
+            created: bool = False) -> None:
         if row >= len(self._status):
             self._status.extend(bytes(row + 1 - len(self._status) + 1024))
         if not self._status[row]:
             self.count += 1
-        self._status[row] = (_STATUSES.index(status) + 1) | (_RETRYABLE if retryable else 0)
+        self._status[row] = ((_STATUSES.index(status) + 1) | (_RETRYABLE if retryable else 0)
+                             | (_CREATED if created else 0))
 
     def status(self, row: int) -> Status | None:
         """The status recorded for `row`, retryable or not."""
         if row < len(self._status) and (code := self._status[row]):
-            return _STATUSES[(code & ~_RETRYABLE) - 1]
+            return _STATUSES[(code & ~_FLAGS) - 1]
         return None
 
     def retryable(self, row: int) -> bool:
         return row < len(self._status) and bool(self._status[row] & _RETRYABLE)
+
+    def listed(self, row: int) -> bool:
+        """Whether the row belongs in the failures file: a failure that is safe to send again
+        (not one whose create landed)."""
+        status = self.status(row)
+        return status is not None and status.is_failure and not self._status[row] & _CREATED
 
     def get(self, row: int) -> Status | None:
         """The status that keeps `row` from running again, or None if it runs."""
@@ -225,7 +247,7 @@ class PriorResults:
         """Records per status."""
         counts = [0] * (len(_STATUSES) + 1)
         for code in self._status:
-            counts[code & ~_RETRYABLE] += 1
+            counts[code & ~_FLAGS] += 1
         return {status: counts[i + 1] for i, status in enumerate(_STATUSES) if counts[i + 1]}
 
     def rows(self) -> Iterator[int]:

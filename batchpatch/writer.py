@@ -73,9 +73,10 @@ class ResultsWriter:
         """A row recorded `status` by an earlier run gets a new record now (a retry)."""
         self._counters.statuses[status] -= 1
 
-    def keep_prior(self, status: Status, raw: bytes) -> None:
-        """A row an earlier run recorded (--resume): list it again if it failed."""
-        if status.is_failure and self._broken is None:
+    def keep_prior(self, listed: bool, raw: bytes) -> None:
+        """A row an earlier run recorded (--resume): list it again if it failed (and may be
+        sent again: PriorResults.listed)."""
+        if listed and self._broken is None:
             self._safe_failure(raw)
 
     def intend(self, row: int, pkey: str | None, changed: dict[str, list[Any]],
@@ -123,8 +124,8 @@ class ResultsWriter:
         if self._broken is not None:
             return b""
         status = outcome.status
-        if status.is_failure:
-            self._safe_failure(outcome.raw)
+        if status.is_failure and not (outcome.action == "create" and outcome.href):
+            self._safe_failure(outcome.raw)  # a landed create is not listed: it would land twice
         self._counters.statuses[status] += 1
         self._counters.recorded += 1
         if outcome.changed and (status in WRITE_STATUSES or status is Status.DRY_RUN):

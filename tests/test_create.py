@@ -151,6 +151,30 @@ def test_every_profile_the_run_created_is_listed_for_delete(sandbox_process: San
     assert set(sandbox_process.profiles_now()) == {"@p00000", "@p00001", "@p00002"}
 
 
+def test_a_created_row_that_fails_its_read_back_is_never_created_again(
+        sandbox_process: SandboxProcess, tmp_path: Path) -> None:
+    """The create landed, the read-back differs (smartCase, --schema none): the row is a
+    failure, but neither the failures file fed back nor --resume sends the create again."""
+    sandbox_process.reset(make_profiles(3), schema={
+        "PKey": {"type": "string"}, "firstName": {"dataPolicy": "smartCase"}})
+    proc, rows = run_file(tmp_path, sandbox_process, ["PKey", "firstName"], [
+        [MISSING[0], "zoe"], [MISSING[1], "Ben"], ["@nope", ""]],
+        "--on-missing", "create", "--schema", "none")
+    assert proc.returncode == 1, proc.stderr
+    assert [rows[n]["status"] for n in (2, 3)] == ["verify_mismatch", "created"]
+    assert "not in the failures file" in rows[2]["error"]
+    assert len(sandbox_process.stats()["created"]) == 3
+    failures = tmp_path / "fixes.failures.csv"
+    assert failures.read_text().splitlines() == ["PKey,firstName"]
+    proc = run_cli("run", failures, *target_args(sandbox_process), "--on-missing", "create",
+                   "--schema", "none")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("run", tmp_path / "fixes.csv", *target_args(sandbox_process),
+                   "--on-missing", "create", "--schema", "none", "--resume")
+    assert len(sandbox_process.stats()["created"]) == 3  # nothing created twice
+    assert failures.read_text().splitlines() == ["PKey,firstName"]
+
+
 def test_create_by_email_puts_the_email_in_the_profile(sandbox: SandboxProcess,
                                                        tmp_path: Path) -> None:
     header = ["email", "firstName", "cusLoyaltyPoints"]

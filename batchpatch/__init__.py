@@ -23,9 +23,15 @@ path).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .result import RunResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from .settings import Settings
 
 __version__ = "0.2.0"
 __all__ = ["RunResult", "__version__", "run", "run_async"]
@@ -62,9 +68,31 @@ async def run_async(input: Any, **options: Any) -> RunResult:
     settings = load_settings({**options, "input": str(spool.path), "format": spool.format},
                              config=config, profile=profile)
     with RunLock(spool.path):
-        spool.write(settings.input.key_column)
+        spool.write(settings.input.key_column, _resume_check(settings, spool.path))
         summary = await execute(settings)
         return RunResult(summary, spool.failed_rows(Path(summary["failures"])))
+
+
+def _resume_check(settings: Settings, spool: Path) -> Callable[[Path], None] | None:
+    """For `resume=True` over results already there: the manifest check on the new data,
+    before they replace the first run's spool, so that a refused resume changes nothing."""
+    import dataclasses
+
+    from .assembly import manifest_content
+    from .resume import Manifest
+
+    assert settings.outputs is not None
+    results = settings.outputs.results
+    if not settings.mode.resume or not results.exists():
+        return None
+
+    def check(staged: Path) -> None:
+        staged_input = dataclasses.replace(settings.input, path=str(staged))
+        content = manifest_content(dataclasses.replace(settings, input=staged_input))
+        content["input"]["path"] = str(spool.resolve())
+        Manifest(results).check(content)
+
+    return check
 
 
 def run(input: Any, **options: Any) -> RunResult:

@@ -13,7 +13,9 @@ reads any input (streaming, resumable, one failures file).
   written as the Parquet reader shows them (aware: UTC with `Z`; naive: as they are).
 - The spool is written to a temp file and hashed as it goes; it replaces the one already there
   only when the content differs, so `resume=True` with the same data finds the same file (the
-  manifest holds its sha256) and with other data is refused by the manifest check.
+  manifest holds its sha256). With other data the manifest check refuses the resume before the
+  temp file replaces the spool (`Spool.write(check=...)`): a refused resume changes nothing on
+  disk.
 - `<spool>.lock` is held from the spool's writing to the end of the run: a second run on the
   same results cannot rewrite the spool under the first.
 
@@ -33,7 +35,7 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -87,8 +89,10 @@ class Spool:
     def format(self) -> str:
         return "jsonl" if self.kind == "records" else "parquet"
 
-    def write(self, key_column: str) -> str:
-        """Write the data (UsageError if it cannot be); returns its sha256."""
+    def write(self, key_column: str, check: Callable[[Path], None] | None = None) -> str:
+        """Write the data (UsageError if it cannot be); returns its sha256. Before new content
+        replaces the spool, `check(temp file)` may refuse it (UsageError): the spool stays as
+        it was."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -102,6 +106,8 @@ class Spool:
             if self.path.exists() and file_identity(str(self.path))["sha256"] == digest:
                 tmp.unlink()  # the same data as last time: the manifest's file stays
             else:
+                if check is not None:
+                    check(tmp)
                 os.replace(tmp, self.path)
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot write the input: {exc.strerror or exc}") \

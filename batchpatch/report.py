@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .report_data import Report, collect
-from .report_sources import fill_examples, load_summary, writer_pid
+from .report_sources import fill_examples, load_summary, refuse_overwrite, writer_pid
 from .report_text import (
     earlier_runs,
     error_rows,
@@ -57,7 +57,10 @@ def build_report(results: Path, summary: Path | None = None) -> Report:
 
 
 def render(report: Report, out: Path | None) -> str:
-    """The report as HTML (out ends .html) or Markdown (anything else, or no out)."""
+    """The report as HTML (out ends .html) or Markdown (anything else, or no out). UsageError
+    when `out` is a file the report reads (the results, the summary, the manifest, the input)."""
+    if out is not None:
+        refuse_overwrite({"-o": out}, report.results, report.summary_path)
     if out is not None and out.suffix.lower() in (".html", ".htm"):
         from .report_html import html_page
 

@@ -1,7 +1,8 @@
 """The files a report reads besides the results: the summary (`--summary`, else
 `<stem>.summary.json` beside `<stem>.results.jsonl`), the manifest `<results>.manifest.json`
 (which input the run read, to show the example rows' cells), and the lock `<results>.lock`
-(a run still writing the file).
+(a run still writing the file). The same files, with the results, are what a report or an undo
+must never write over (`refuse_overwrite`).
 
 Only a summary the user cannot have meant is an error (named but missing, or damaged); anything
 else missing makes the report say what it could not show, and why.
@@ -11,18 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .errors import InputBroken, UsageError
+from .outputs import _same as same_file
 from .report_data import Example
 from .rows import READ_ERRORS, open_input
 from .secret import redact
 
-__all__ = ["default_summary_path", "fill_examples", "load_summary", "writer_pid"]
+__all__ = ["default_summary_path", "fill_examples", "load_summary", "refuse_overwrite",
+           "run_files", "writer_pid"]
 
 _RESULTS_SUFFIX = ".results.jsonl"
 #: keys a summary must hold, and their types, for the report to trust it
@@ -89,6 +92,33 @@ def _problems(summary: Any) -> list[str]:
     if isinstance(counts, dict) and any(wrong(n, int) for n in counts.values()):
         bad.append("counts")
     return bad
+
+
+def run_files(results: Path, summary: Path | None = None) -> dict[str, Path]:
+    """The files of the run that wrote `results`, by what the user knows them as: the results
+    file, its summary (`summary`, else `<stem>.summary.json` beside it), its manifest and the
+    input the manifest names."""
+    files = {"the results file": results}
+    summary = summary if summary is not None else default_summary_path(results)
+    if summary is not None:
+        files["the run's summary"] = summary
+    files["the run's manifest"] = results.with_name(results.name + ".manifest.json")
+    manifest, _ = _manifest(results)
+    if manifest is not None and manifest["input"]["path"] != "-":
+        files["the run's input"] = Path(manifest["input"]["path"])
+    return files
+
+
+def refuse_overwrite(outputs: Mapping[str, Path], results: Path,
+                     summary: Path | None = None) -> None:
+    """UsageError naming the first of `outputs` ({flag: path}) that is one of the files of the
+    run that wrote `results` (links resolved): nothing the user gave is overwritten."""
+    theirs = run_files(results, summary)
+    for flag, out in outputs.items():
+        for what, path in theirs.items():
+            if same_file(out, path):
+                raise UsageError(f"{flag} {out} is {what} ({path}); it would be overwritten: "
+                                 "choose another -o")
 
 
 def writer_pid(results: Path) -> int | None:

@@ -73,6 +73,9 @@ def verdict(report: Report) -> Verdict:
                                               records.rows)
         return Verdict(kind, headline, detail + " From the records alone: with no summary, "
                        "whether the run finished, was aborted or interrupted is unknown.")
+    disagreement = _disagreement(report)
+    if disagreement is not None:
+        return _from_records(report, disagreement)
     rows, failed = summary["rows"], summary["failed"]
     done = f"{plural(rows, 'row')} recorded, {failed} failed"
     left = summary.get("rows_without_record")
@@ -97,7 +100,21 @@ def verdict(report: Report) -> Verdict:
         detail += " Stopped at --limit: the rest of the input was not read (--resume without " \
                   "--limit does the rest)."
     detail += f" Exit status {summary['exit_code']}."
-    return Verdict(kind, headline, detail, _disagreement(report))
+    return Verdict(kind, headline, detail)
+
+
+def _from_records(report: Report, disagreement: str) -> Verdict:
+    """The verdict when the summary disagrees with the records: the records are the truth (the
+    summary may be another run's), so it is theirs, and it says the summary disagrees."""
+    records, summary = report.records, report.summary
+    assert summary is not None
+    kind, headline, detail = _by_failures(records.failed, records.rows - records.failed,
+                                          records.rows)
+    detail += (f" From the records: the summary ({redact(str(report.summary_path))}) "
+               f"disagrees with them ({plural(summary['rows'], 'row')}, {summary['failed']} "
+               f"failed, exit status {summary['exit_code']}) and may be another run's; whether "
+               "this run finished, was aborted or interrupted is unknown.")
+    return Verdict(kind, headline, detail, disagreement)
 
 
 def _by_failures(failed: int, succeeded: int, rows: int) -> tuple[str, str, str]:

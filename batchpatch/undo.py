@@ -9,6 +9,11 @@ rows, the oldest value is restored and the newest is expected. Rows recorded `fa
 their PATCH was sent are included: the write may have landed. Created profiles (`created`,
 even with no field set, and a create the API answered whose read-back differed) go to
 `OUT-stem.delete.csv` (PKey,href); nothing is deleted but by `batchpatch delete`.
+
+Nothing the user gave is overwritten: neither OUT nor the delete list may be the results file,
+the run's summary, manifest or input (links resolved), and a delete list already there is
+replaced only when it is empty or holds exactly what this undo writes (the user did not name
+it: it may be another undo's list). Both are checked before anything is written.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import orjson
 from .errors import UsageError
 from .model import Status
 from .plan import GUARD_SUFFIX, REPLACE_SUFFIX
+from .report_sources import refuse_overwrite
 from .resume import read_records
 
 __all__ = ["DEFAULT_NULL_TOKEN", "Changes", "collect_changes", "delete_list_path", "write_undo"]
@@ -36,16 +42,17 @@ _CREATED = {Status.CREATED.value}
 
 class Changes:
     """What a run changed: {pkey: {field: [oldest before, newest after]}}, and the profiles it
-    created [(pkey, href)]."""
+    created [(pkey, href)]; `results` is the file they were read from."""
 
-    def __init__(self) -> None:
+    def __init__(self, results: Path | None = None) -> None:
+        self.results = results
         self.fields: dict[str, dict[str, list[Any]]] = {}
         self.created: list[tuple[str, str]] = []
 
 
 def collect_changes(results: Path) -> Changes:
     """The changes of the applied rows, in input order."""
-    changes = Changes()
+    changes = Changes(results)
     created_keys: set[str] = set()
     records = [r for r in read_records(results) if r.get("pkey") and (
         _created_here(r) or (r["status"] in _APPLIED and r.get("changed")))]
@@ -88,6 +95,32 @@ def delete_list_path(out: Path) -> Path:
     return out.with_name(Path(name).stem + ".delete.csv")
 
 
+def _delete_list(created: list[tuple[str, str]]) -> bytes:
+    """The delete list's CSV: PKey,href."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["PKey", "href"])
+    writer.writerows(created)
+    return text.getvalue().encode("utf-8")
+
+
+def _check_delete_list(listed: Path, content: bytes) -> None:
+    """UsageError if a file already at `listed` is neither empty nor exactly `content`: the user
+    named only -o, and that file may be another undo's list of profiles to delete."""
+    try:
+        there = listed.read_bytes()
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise UsageError(f"{listed}: is a directory, where this undo writes its list of created "
+                         "profiles; choose another -o") from None
+    except OSError as exc:
+        raise UsageError(f"{listed}: cannot read it: {exc.strerror}") from None
+    if there and there != content:
+        raise UsageError(f"{listed} already exists and is not the list of created profiles "
+                         "this undo writes; remove it or choose another -o")
+
+
 def _open(out: Path) -> IO[bytes]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +155,14 @@ def write_undo(changes: Changes, out: Path, key_column: str = "PKey",
     name = out.name[:-3] if out.name.endswith(".gz") else out.name
     if not name.endswith((".jsonl", ".ndjson", ".json", ".csv")):
         raise UsageError(f"-o {out}: name the undo file .csv or .jsonl (.gz for gzip)")
+    listed = delete_list_path(out) if changes.created else None
+    listing = _delete_list(changes.created) if changes.created else b""
+    if changes.results is not None:
+        named = {"-o": out} if listed is None else {
+            "-o": out, "the list of created profiles": listed}
+        refuse_overwrite(named, changes.results)
+    if listed is not None:
+        _check_delete_list(listed, listing)
     warnings: list[str] = []
     with _open(out) as fh:
         if name.endswith(".csv"):
@@ -133,14 +174,9 @@ def write_undo(changes: Changes, out: Path, key_column: str = "PKey",
                     record[_column(field, before)] = before
                     record[field + GUARD_SUFFIX] = after
                 fh.write(orjson.dumps(record) + b"\n")
-    if changes.created:
-        with _open(delete_list_path(out)) as fh:
-            text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-            writer = csv.writer(text)
-            writer.writerow(["PKey", "href"])
-            writer.writerows(changes.created)
-            text.flush()
-            text.detach()
+    if listed is not None:
+        with _open(listed) as fh:
+            fh.write(listing)
     return warnings
 
 

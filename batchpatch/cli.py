@@ -203,6 +203,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
     v = _values("validate", args)
+    schema = None
     if v["fields"] is not None or args.online:
         from .metadata import check_fields, input_columns
         from .settings import InputSpec
@@ -219,8 +220,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             settings = load_settings({"input": args.input, **_settings_flags(args)},
                                      config=args.config, profile=args.profile,
                                      command="validate")
-            print(_asyncio_run(check_online(settings, columns)))
-    result = validate(args.input, v["format"], v["key_column"], v["null_token"], v["delimiter"])
+            line, schema = _asyncio_run(check_online(settings, columns))
+            print(line)
+    result = validate(args.input, v["format"], v["key_column"], v["null_token"], v["delimiter"],
+                      schema)
     print(result.text(v["null_token"]))
     return EXIT_OK if result.ok else 1
 
@@ -312,6 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ABORTED
     except KeyboardInterrupt:
         return EXIT_SIGINT
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        from .secret import redact
+
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        _usage_error(f"batchpatch: aborted: unexpected error: {redact(why)}; what was recorded "
+                     "is kept: run again with --resume", _json_logs(argv))
+        return EXIT_ABORTED
 
 
 if __name__ == "__main__":

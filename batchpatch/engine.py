@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .counters import Counters
 from .errors import AbortRun, BreakerOpen, CanaryFailed, InputBroken, MaxChangesReached
-from .model import Outcome, Row, Status
+from .model import Outcome, Row
 from .policy import Breaker
 from .protocol import RowProtocol
 
@@ -176,7 +176,7 @@ class Engine:
 
     async def _dispatch(self, row: Row) -> None:
         self._counters.rows_read += 1
-        if self._prior is not None and (status := self._prior.get(row.line)) is not None:
+        if self._prior is not None and self._prior.get(row.line) is not None:
             self._counters.rows_resumed += 1
             if self._keep_prior is not None:
                 self._keep_prior(self._prior.listed(row.line), row.raw)

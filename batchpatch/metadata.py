@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from .api import ApiClient, Attempts
+from .columns import outside_fields, writable
 from .errors import AbortRun, BatchpatchError, UsageError
-from .plan import GUARD_SUFFIX, REPLACE_SUFFIX, flatten
+from .plan import flatten
 from .policy import RetryPolicy
 from .rows import open_input
 from .schema import Schema, from_adobe, from_json_schema
@@ -119,22 +120,11 @@ def input_columns(spec: InputSpec, opened: Any = None) -> list[str]:
         source.close()
 
 
-def writable(columns: Iterable[str]) -> list[str]:
-    """Columns as the fields they write: guards left out, `@replace` dropped."""
-    out = []
-    for column in columns:
-        if column.endswith(GUARD_SUFFIX):
-            continue
-        out.append(column[: -len(REPLACE_SUFFIX)] if column.endswith(REPLACE_SUFFIX) else column)
-    return out
-
-
 def check_fields(allowed: Iterable[str], columns: Iterable[str], where: str) -> None:
     """--fields: UsageError (exit 2) naming every column outside the allow-list (guards
     aside; `location.city` is allowed by `location` or `location.city`)."""
     names = set(allowed)
-    extra = [column for column in writable(columns)
-             if not any(column == name or column.startswith(name + ".") for name in names)]
+    extra = outside_fields(names, columns)
     if extra:
         raise UsageError(f"{where}: column{'s' if len(extra) > 1 else ''} outside --fields "
                          f"({', '.join(sorted(names))}): {', '.join(extra)}; nothing sent")
@@ -149,9 +139,10 @@ def preflight(schema: Schema, columns: Iterable[str], where: str) -> None:
                          + "; ".join(problems))
 
 
-async def check_online(settings: Settings, columns: list[str]) -> str:
+async def check_online(settings: Settings, columns: list[str]) -> tuple[str, Schema | None]:
     """`validate --online`: one metadata request and the preflight; UsageError (exit 2) when
-    the API would refuse the file, else a line saying what was checked."""
+    the API would refuse the file, else a line saying what was checked, and the schema (for
+    `validate` to type every cell with)."""
     from .auth import ImsAuth, StaticAuth
     from .counters import Counters
     from .pacing import Pacer
@@ -175,6 +166,7 @@ async def check_online(settings: Settings, columns: list[str]) -> str:
     if schema is None:
         where = metadata_url(settings.target_spec) or "this target"
         return (f"online: no schema from {where}; the columns could not be checked (a run "
-                "types cells from the profiles only)")
+                "types cells from the profiles only)"), None
     preflight(schema, columns, settings.input.path)
-    return f"online: every column is a writable field of {schema.source}"
+    return (f"online: every column is a writable field of {schema.source}; every cell is "
+            "checked against its field's type below"), schema

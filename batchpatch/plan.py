@@ -211,6 +211,8 @@ def wanted_values(
                 value = None
             elif role == "replace":
                 value = coerce.to_json(value.strip(), path)
+                if spec is not None:
+                    value = schema.typed(spec, value)  # type: ignore[union-attr]
             else:
                 current = get_path(profile, path)
                 if spec is not None and (current is MISSING or current is None):
@@ -223,6 +225,8 @@ def wanted_values(
                 problems = schema.problems([path])  # a JSONL key past the preflight's rows
                 if problems:
                     raise CellError(problems[0].replace("`", "'"))
+            if spec is not None and role != "guard":
+                value = schema.typed(spec, value)  # type: ignore[union-attr]
         if spec is not None and role != "replace":
             value = schema.normalize(spec, value)  # type: ignore[union-attr]
         target = guards if role == "guard" else wanted

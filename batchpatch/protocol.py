@@ -13,15 +13,17 @@ A row whose PATCH was sent keeps `changed` even when it then fails, so undo cove
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .api import ApiClient, Attempts
-from .errors import AbortRun, Conflict, NotFound, Rejected, RowError, TransientError
+from .columns import refusals
+from .errors import AbortRun, CellError, Conflict, NotFound, Rejected, RowError, TransientError
 from .model import Outcome, Row, Status
-from .plan import Plan, check_readback, get_path, plan_patch, same, shown
+from .plan import Plan, check_readback, flatten, get_path, plan_patch, same, shown
 from .resume import Intent
 from .schema import Schema
 from .secret import redact
@@ -46,6 +48,8 @@ class RowMode:
     create_url: str | None = None
     #: the field a lookup key fills in a created profile (byEmail: email)
     lookup_field: str | None = None
+    #: --fields: the fields a row may write (None: any)
+    fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,11 @@ class RowProtocol:
         self._sleep = sleep
         #: key -> (href, PKey) of a profile this run created
         self._created: dict[str, tuple[str, str | None]] = {}
+        #: --dry-run: key -> the profile a create would have made (later rows of the key
+        #: patch it, as in a real run)
+        self._would_create: dict[str, dict[str, Any]] = {}
+        #: columns of JSON records found writable (_refusal)
+        self._good_columns: set[str] = set()
 
     def reject(self, row: Row) -> Outcome:
         """The outcome of a row the reader could not use."""
@@ -143,6 +152,8 @@ class RowProtocol:
     async def _fetch(self, key: str, attempts: Attempts,
                      progress: _Progress) -> tuple[str, dict[str, Any]]:
         """The row's profile and the URL to write it at (NotFound if there is none)."""
+        if key in self._would_create:
+            return "", copy.deepcopy(self._would_create[key])
         known = self._created.get(key)
         if known is not None:  # created by an earlier row of this key
             progress.pkey = known[1]
@@ -154,8 +165,27 @@ class RowProtocol:
         url = self._target.url_for(key)
         return url, await self._client.get(url, attempts)
 
+    def _refusal(self, row: Row) -> str | None:
+        """For a JSON record (the preflight read only the file's first ones): why the API or
+        --fields would refuse one of its columns, before anything is sent for it."""
+        if not row.typed or (self._schema is None and self._mode.fields is None):
+            return None
+        try:
+            columns = [c for c in flatten(row.values) if c not in self._good_columns]
+        except CellError:
+            return None  # the plan says what is wrong with it
+        if not columns:
+            return None
+        problems = refusals(columns, self._schema, self._mode.fields)
+        if problems:
+            return "; ".join(problems).replace("`", "'") + "; nothing sent"
+        self._good_columns.update(columns)
+        return None
+
     async def _apply(self, row: Row, attempts: Attempts, progress: _Progress) -> _Decision:
         assert row.key is not None
+        if (refused := self._refusal(row)) is not None:
+            return _Decision(Status.INVALID, progress.pkey, error=refused)
         try:
             url, profile = await self._fetch(row.key, attempts, progress)
         except NotFound:
@@ -194,11 +224,14 @@ class RowProtocol:
                            "hold; nothing created") from None
         body, changed = dict(plan.body), dict(plan.changed)
         if mode.lookup_field and mode.lookup_field not in body:
-            body[mode.lookup_field] = row.key
-            changed[mode.lookup_field] = [None, row.key]
+            spec = self._schema.get(mode.lookup_field) if self._schema is not None else None
+            key = self._schema.normalize(spec, row.key) if spec is not None else row.key  # type: ignore[union-attr]
+            body[mode.lookup_field] = key
+            changed[mode.lookup_field] = [None, key]
         plan = Plan(body, changed, {p: v[1] for p, v in changed.items()}, plan.schema)
         progress.action = "create"
         if mode.dry_run:
+            self._would_create[row.key] = copy.deepcopy(body)
             return _Decision(Status.DRY_RUN, progress.pkey, changed, action="create")
         if mode.create_url is None:
             raise Rejected("no such profile, and no URL to create it at (give --create-url)")

@@ -116,6 +116,48 @@ class Schema:
             return coerce.to_json(cell.strip(), spec.path, dict)
         return cell
 
+    def typed(self, spec: FieldSpec, value: Any) -> Any:
+        """A JSON (or Parquet) value checked against the field's type: a number for a number
+        field (42.0 is 42 for an integer one), true/false for a boolean, text for text and
+        dates; a string for a number or a boolean is read as a CSV cell would be. CellError
+        if it is none of these."""
+        from . import coerce
+
+        kind = spec.kind
+        if value is None or kind in _ANY_VALUE:
+            return value
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, str):
+            if kind in ("integer", "float", "boolean"):
+                return self.coerce(spec, value)
+            if kind != "object":
+                return value
+        elif kind == "integer" and number:
+            if isinstance(value, int):
+                return value
+            if value.is_integer():
+                return coerce.check_int(int(value), spec.path, value)
+        elif kind == "object" and isinstance(value, dict):
+            self.check_object(spec.path, value)
+            return value
+        elif ((kind == "float" and number) or (kind == "boolean" and isinstance(value, bool))
+              or (kind == "enumeration" and isinstance(value, int) and number)
+              or (kind == "list" and isinstance(value, list))):
+            return value
+        raise CellError(f"field {spec.path!r}: {_shown(value)} is not {_KIND_WORDS[kind]}")
+
+    def check_object(self, path: str, value: dict[str, Any]) -> None:
+        """A whole object (`field@replace`): CellError for a sub-field the schema does not
+        have, or a value not of its sub-field's type."""
+        for name, item in value.items():
+            sub = f"{path}.{name}"
+            spec = self.fields.get(sub)
+            if spec is None:
+                if (problem := self._problem(sub)) is not None:
+                    raise CellError(problem.replace("`", "'"))
+                continue
+            self.typed(spec, item)
+
     def normalize(self, spec: FieldSpec, value: Any) -> Any:
         """The value as the API will hold it: an enumeration's canonical name, a date or
         datetime in Adobe's notation, a case policy applied. CellError if it cannot be."""
@@ -148,6 +190,22 @@ class Schema:
         if spec.policy in CASE_POLICIES and isinstance(wanted, str):
             return wanted.casefold() == found.casefold()
         return None
+
+
+#: kinds whose values the schema does not constrain here (links and collections are refused by
+#: name, by the preflight)
+_ANY_VALUE = frozenset({"unknown", "link", "collection"})
+_KIND_WORDS = {"integer": "an integer", "float": "a number", "boolean": "true or false",
+               "string": "text", "date": "a date (text)", "datetime": "a date and time (text)",
+               "enumeration": "one of its values", "object": "an object", "list": "a list"}
+
+
+def _shown(value: Any) -> str:
+    kind = ("a list" if isinstance(value, list) else "an object" if isinstance(value, dict)
+            else "a boolean" if isinstance(value, bool) else "a number"
+            if isinstance(value, int | float) else "text")
+    text = repr(value)
+    return f"{kind} ({text[:40] + '...' if len(text) > 40 else text})"
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:
@@ -274,7 +332,8 @@ def from_adobe(answer: Any, source: str) -> Schema:
 
     def walk(nodes: Mapping[str, Any], prefix: str) -> None:
         for key, node in nodes.items():
-            if not isinstance(node, Mapping):
+            if not isinstance(node, Mapping):  # a field we cannot read: known, not typed
+                fields[prefix + str(key)] = FieldSpec(prefix + str(key), "unknown")
                 continue
             name = str(node.get("apiName") or key)
             path = prefix + name
@@ -301,7 +360,8 @@ def from_json_schema(doc: Any, source: str) -> Schema:
 
     def walk(props: Mapping[str, Any], prefix: str) -> None:
         for name, node in props.items():
-            if not isinstance(node, Mapping):
+            if not isinstance(node, Mapping):  # a field we cannot read: known, not typed
+                fields[prefix + str(name)] = FieldSpec(prefix + str(name), "unknown")
                 continue
             path = prefix + name
             kinds = node.get("type")

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Row
-from .plan import GUARD_SUFFIX, CellError, check_path, flatten
+from .plan import GUARD_SUFFIX, CellError, check_path, flatten, wanted_values
 from .rows import open_input
+from .schema import Schema
 
 __all__ = ["Validation", "validate"]
 
@@ -81,8 +82,12 @@ def _meaning(name: str) -> str:
 
 
 def validate(path: str, fmt: str | None = None, key_column: str = "PKey",
-             null_token: str | None = None, delimiter: str = ",") -> Validation:
-    """Read the whole file as a run would, without a network; raises UsageError if unusable."""
+             null_token: str | None = None, delimiter: str = ",",
+             schema: Schema | None = None) -> Validation:
+    """Read the whole file as a run would, without a network; raises UsageError if unusable.
+    With the API's schema (`--online`), every cell is typed as a run would type it for a
+    profile that holds nothing in that field: a value the run would find `invalid` is a
+    problem."""
     source = open_input(path, fmt, key_column, delimiter)
     result = Validation(path, source.format, key_column)
     seen: dict[str, list[int]] = {}
@@ -100,6 +105,11 @@ def validate(path: str, fmt: str | None = None, key_column: str = "PKey",
             assert row.key is not None
             seen.setdefault(row.key, []).append(row.line)
             _count_cells(result, row, null_token)
+            if schema is not None:
+                try:
+                    wanted_values({}, row.values, row.typed, null_token, schema)
+                except CellError as exc:
+                    result.problem(f"line {row.line}: {exc}")
     finally:
         source.close()
     result.duplicates = {k: v for k, v in seen.items() if len(v) > 1}

@@ -44,7 +44,7 @@ from .policy import RetryPolicy
 from .target import absolute_url, describe_origin, same_origin
 from .transport import Request, Response, Transport
 
-__all__ = ["MAX_REDIRECTS", "ApiClient", "Attempts"]
+__all__ = ["MAX_REDIRECTS", "OUTAGE_REFUNDS", "ApiClient", "Attempts"]
 
 log = logging.getLogger("batchpatch")
 
@@ -65,6 +65,10 @@ class Attempts:
     #: of an outage: the latter do not spend the retry budget
     unanswered: int = 0
     outage: int = 0
+
+
+#: attempts of one row an outage may refund (see ApiClient._account)
+OUTAGE_REFUNDS = 6
 
 
 class ApiClient:
@@ -173,16 +177,21 @@ class ApiClient:
 
     def _account(self, exc: TransientError, attempts: Attempts) -> bool:
         """Whether this failure is part of an outage (the gate pauses everyone; the row's
-        retry budget is not spent: its unanswered attempts since the last answer refunded)."""
+        retry budget is not spent: its unanswered attempts since the last answer refunded, up
+        to OUTAGE_REFUNDS of them). The cap is what tells one bad key from a target that is
+        down: waiting rows take turns as the probe, so in an outage each is refunded a few
+        times at most, while a row whose own request never answers (a key whose body stalls,
+        the last rows of a file) would otherwise probe for ever and be `failed` never."""
         if not (isinstance(exc, Unreachable) or exc.http_status in (502, 503, 504)):
             attempts.unanswered = 0
             return False
         attempts.unanswered += 1
         if not self._pacer.gate.down:
             return False
-        attempts.outage += attempts.unanswered
+        refund = min(attempts.unanswered, OUTAGE_REFUNDS - attempts.outage)
+        attempts.outage += max(refund, 0)
         attempts.unanswered = 0
-        return True
+        return refund > 0
 
     def _stop(self, state: RetryCallState, attempts: Attempts, policy: RetryPolicy) -> bool:
         """Out of retries: attempts made in an outage do not count (the gate bounds an outage,

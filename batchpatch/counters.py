@@ -40,6 +40,8 @@ class Counters:
     #: landed (their journal entries must stay)
     retryable_writes: int = 0
     changed_fields: Counter[str] = field(default_factory=Counter)
+    #: the failures file could not be written (it is rebuilt by --resume)
+    failures_unwritable: bool = False
 
     #: a moving average of one request's duration, in seconds (0: none yet); fed by the client
     latency: float = 0.0

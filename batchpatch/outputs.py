@@ -25,6 +25,9 @@ def _check_writable(flag: str, path: Path) -> None:
     permission check, not a read-only file system); a file made for the try is removed."""
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{flag} {path}: is not a regular file (a device or a pipe); give a "
+                         "file name")
     for ancestor in [path.parent, *path.parent.parents]:
         if ancestor.exists():
             if not ancestor.is_dir():
@@ -58,7 +61,8 @@ def check_outputs(input_path: str, outputs: Outputs) -> None:
 
 def write_json_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temp file and a rename; the temp file is removed if
-    the write fails."""
+    the write fails. A link is followed: the file it names is replaced, not the link."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:

@@ -53,8 +53,12 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot create the run's lock: "
+                             f"{exc.strerror or exc}; nothing sent") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,8 +68,15 @@ class RunLock:
                 f"another batchpatch run (pid {holder}) holds the lock {self.path}; "
                 "wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk, say: nothing can be recorded, so nothing is sent
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise UsageError(f"{self.path}: cannot write the run's lock: "
+                             f"{exc.strerror or exc}; nothing sent") from None
         self._fd = fd
         return self
 
@@ -273,8 +284,13 @@ class Manifest:
 
     def write(self, content: dict[str, Any]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(content, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_bytes(orjson.dumps(content, option=orjson.OPT_INDENT_2))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}; "
+                             "nothing sent") from None
 
     def check(self, content: dict[str, Any]) -> None:
         """Raise UsageError if the stored manifest differs from `content` (what resume needs)."""

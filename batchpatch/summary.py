@@ -105,6 +105,7 @@ class Summary:
             "run_id": self.run_id,
             "results": str(self.results),
             "failures": str(self.failures),
+            "failures_complete": not c.failures_unwritable,
             "summary": str(self.path),
         }
 
@@ -157,7 +158,10 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append("stopped at --limit: the rest of the file was not read; --resume "
                      "(without --limit) does the rest")
     lines.append(f"results: {summary['results']}")
-    if summary["failed"]:
+    if summary["failed"] and summary.get("failures_complete", True):
         lines.append(f"failures ({summary['failed']} rows, ready to re-run): {summary['failures']}")
+    elif summary["failed"]:
+        lines.append(f"failures: {summary['failures']} could not be written in full; "
+                     "--resume rebuilds it")
     lines.append(f"summary: {summary['summary']}  exit {summary['exit_code']}")
     return "\n".join(lines)

@@ -103,14 +103,15 @@ class ResultsWriter:
                     continue
             else:
                 outcome = await self._queue.get()
-            lines = []
+            batch = []
             while outcome is not None:
-                lines.append(self._take(outcome))
+                batch.append(outcome)
                 if self._queue.empty():
                     break
                 outcome = self._queue.get_nowait()
-            if lines and self._broken is None:
-                self._write(b"".join(lines))
+            if batch and self._broken is None \
+                    and self._write(b"".join(self._line(o) for o in batch)):
+                self._written(batch)
             if outcome is None:
                 self._sync()
                 self._close()
@@ -120,24 +121,36 @@ class ResultsWriter:
         """Ask the writer to write what is queued, fsync, close the files and return."""
         self._queue.put_nowait(None)
 
-    def _take(self, outcome: Outcome) -> bytes:
-        if self._broken is not None:
-            return b""
-        status = outcome.status
-        if status.is_failure and not (outcome.action == "create" and outcome.href):
-            self._safe_failure(outcome.raw)  # a landed create is not listed: it would land twice
-        self._counters.statuses[status] += 1
-        self._counters.recorded += 1
-        if outcome.changed and (status in WRITE_STATUSES or status is Status.DRY_RUN):
-            self._counters.changed_fields.update(outcome.changed.keys())
+    @staticmethod
+    def _line(outcome: Outcome) -> bytes:
         record = outcome.record()
-        if status.is_failure:
+        if outcome.status.is_failure:
             record["retryable"] = outcome.retryable
-            if outcome.retryable and outcome.changed:
-                self._counters.retryable_writes += 1
         return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
-    def _write(self, data: bytes) -> None:
+    def _written(self, batch: list[Outcome]) -> None:
+        """Count records on disk (only those: the summary agrees with the file) and list the
+        failed rows in the failures file (only rows with a record)."""
+        counters = self._counters
+        for outcome in batch:
+            status = outcome.status
+            counters.statuses[status] += 1
+            counters.recorded += 1
+            if outcome.changed and (status in WRITE_STATUSES or status is Status.DRY_RUN):
+                counters.changed_fields.update(outcome.changed.keys())
+            if status.is_failure:
+                if outcome.retryable and outcome.changed:
+                    counters.retryable_writes += 1
+                if not (outcome.action == "create" and outcome.href):  # it would land twice
+                    self._safe_failure(outcome.raw)
+        if self._broken is None:
+            try:
+                self._failures.flush()
+            except OSError as exc:
+                self._failures_failed(exc)
+
+    def _write(self, data: bytes) -> bool:
+        """Append whole records to the results; False (and the run stopped) if they cannot."""
         try:
             view = memoryview(data)
             while view:
@@ -146,15 +159,15 @@ class ResultsWriter:
                     raise OSError(errno.ENOSPC, "No space left on device (short write)")
                 view = view[written:]
             self._size += len(data)
-            self._failures.flush()
         except OSError as exc:
             self._cut_back()
             self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "
                                    f"{_why(exc)}; nothing more is sent"))
-            return
+            return False
         self._dirty = True
         if time.monotonic() - self._last_sync >= FSYNC_EVERY:
             self._sync()
+        return True
 
     def _cut_back(self) -> None:
         """Drop a record half-written by a refused write: the file ends with a whole line."""
@@ -162,16 +175,27 @@ class ResultsWriter:
             os.ftruncate(self._results.fileno(), self._size)
 
     def _safe_failure(self, raw: bytes) -> None:
+        if self._broken is not None:
+            return
         try:
             self._failures.write(raw)
         except OSError as exc:
-            self._fail(WriteFailed(f"{self._failures.path}: cannot write the failed rows: "
-                                   f"{_why(exc)}; nothing more is sent"))
+            self._failures_failed(exc)
+
+    def _failures_failed(self, exc: OSError) -> None:
+        self._counters.failures_unwritable = True
+        self._fail(WriteFailed(f"{self._failures.path}: cannot write the failed rows: "
+                               f"{_why(exc)}; nothing more is sent (the results are whole: "
+                               "--resume rebuilds this file)"))
 
     def _sync(self) -> None:
         if self._broken is None:
             try:
                 self._failures.sync()
+            except OSError as exc:
+                self._failures_failed(exc)
+        if self._broken is None:
+            try:
                 os.fsync(self._results.fileno())
             except OSError as exc:
                 self._fail(WriteFailed(f"{self.results_path}: cannot write the results: "
@@ -187,11 +211,14 @@ class ResultsWriter:
             self._on_error(exc)
 
     def _close(self) -> None:
-        for close in (self._results.close, self._failures.close):
+        for path, close in ((self.results_path, self._results.close),
+                            (self._failures.path, self._failures.close)):
             try:
                 close()
             except OSError as exc:
-                self._fail(WriteFailed(f"{self.results_path}: cannot close: {_why(exc)}"))
+                if close == self._failures.close:
+                    self._counters.failures_unwritable = True
+                self._fail(WriteFailed(f"{path}: cannot close: {_why(exc)}"))
         if self._journal is not None:
             self._journal.close()
 

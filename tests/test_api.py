@@ -10,7 +10,7 @@ import pytest
 from fakes import BASE, FAST_RETRY, Sleeps, make_client
 
 from batchpatch.answers import classify, parse_retry_after, unwrap, unwrap_list
-from batchpatch.api import Attempts
+from batchpatch.api import OUTAGE_REFUNDS, Attempts
 from batchpatch.counters import Counters
 from batchpatch.errors import (
     AuthFailed,
@@ -240,11 +240,34 @@ async def test_an_outage_does_not_spend_the_rows_retry_budget() -> None:
     gate = QuickGate.make()
     refused = Unreachable("GET https://api.test failed: connection refused")
     busy = respond(429, {"error_code": "429050", "message": "Too many requests"})
-    # 3 retries allowed: 10 attempts in the outage, then the row still has its 3 retries
-    transport = MemoryTransport.script(*[refused] * 10, busy, busy, busy,
+    # 3 retries allowed: 6 attempts (OUTAGE_REFUNDS) in the outage, then the row still has
+    # its 3 retries
+    transport = MemoryTransport.script(*[refused] * OUTAGE_REFUNDS, busy, busy, busy,
                                        respond(200, {"PKey": "@k"}))
     client = ApiClient(transport, StaticAuth(None, None), Pacer(RatePolicy(0, False), gate=gate),
                        FAST_RETRY, Counters(), sleep=Sleeps())
     attempts = Attempts()
     assert await client.get(URL, attempts) == {"PKey": "@k"}
-    assert attempts.count == 14 and not gate.down and len(gate.periods) == 1
+    assert attempts.count == OUTAGE_REFUNDS + 4 and not gate.down and len(gate.periods) == 1
+
+
+async def test_a_row_that_never_answers_is_not_refunded_for_ever() -> None:
+    """One bad key (its body stalls, its connection resets) can look like an outage when it
+    is all that is in flight: its refunds are capped, so it ends `failed` (retryable) instead of
+    probing until --max-outage aborts every run of the file."""
+    from test_policy import QuickGate
+
+    from batchpatch.api import ApiClient
+    from batchpatch.auth import StaticAuth
+    from batchpatch.pacing import Pacer
+    from batchpatch.policy import RatePolicy
+
+    gate = QuickGate.make()
+    reset = Unreachable("GET https://api.test failed: connection reset mid-body")
+    transport = MemoryTransport.script(*[reset] * 50)
+    client = ApiClient(transport, StaticAuth(None, None), Pacer(RatePolicy(0, False), gate=gate),
+                       FAST_RETRY, Counters(), sleep=Sleeps())
+    attempts = Attempts()
+    with pytest.raises(Unreachable):
+        await client.get(URL, attempts)
+    assert attempts.count == OUTAGE_REFUNDS + 1 + 3  # refunds, the first attempt, 3 retries

@@ -4,8 +4,10 @@
 run's Counters (a fresh CollectorRegistry per MetricsFile, never the global one) through
 prometheus_client.write_to_textfile, which writes a temp file beside `path` and renames it: the
 collector never reads half a file. It can be called during the run (exit code not yet known)
-and once at the end. Writing never raises into the run: the first failure is logged (logger
-"batchpatch"), later ones are not, and the run goes on.
+and once at the end, whatever the end: a run refused with exit 2 before anything was sent (its
+input, an output, the lock, the preflight) writes it too, no row recorded. Writing never
+raises into the run: the first failure is logged (logger "batchpatch"), later ones are not,
+and the run goes on.
 
 Series, each with the label `job`:
   batchpatch_rows_total{status}            records per status (on --resume: earlier runs' too)
@@ -13,7 +15,7 @@ Series, each with the label `job`:
   batchpatch_rate_limited_total            answers 429
   batchpatch_retries_total                 further attempts after transient failures
   batchpatch_run_duration_seconds          seconds since the run started
-  batchpatch_last_run_exit_code            the exit status (only once the run has ended)
+  batchpatch_last_run_exit_code            the exit status (only once the run has ended; 2 too)
   batchpatch_last_run_timestamp_seconds    when the file was written (at the end: run's end)
 """
 

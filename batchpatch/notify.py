@@ -1,4 +1,5 @@
-"""`--notify URL`: when a run ends (finished, aborted or interrupted), POST its summary as JSON
+"""`--notify URL`: when a run ends (finished, aborted, interrupted, or refused with exit 2 before
+anything was sent: then the summary also holds the `error` line), POST its summary as JSON
 with a one-line `text` field, so that a Slack or Teams incoming webhook, or any alerting
 endpoint, can take it. A few attempts; a notification that fails is logged and never changes
 the run's exit status. Nothing in it is secret (the summary never holds one, and the text
@@ -29,7 +30,9 @@ def notify_text(summary: dict[str, Any]) -> str:
     """One line a person reads in a chat channel."""
     name = summary.get("settings", {}).get("input") or summary.get("results", "")
     code = summary.get("exit_code")
-    if summary.get("aborted"):
+    if summary.get("error"):  # refused before anything was sent (exit 2)
+        verdict = f"refused (exit {code}): {' '.join(str(summary['error']).split())}"
+    elif summary.get("aborted"):
         verdict = f"aborted (exit {code}): {summary['aborted']}"
     elif summary.get("interrupted"):
         verdict = f"interrupted by {summary['interrupted']} (exit {code}); --resume finishes it"

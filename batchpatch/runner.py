@@ -6,6 +6,7 @@ return the summary (the same dict written to --summary).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import signal
@@ -20,20 +21,30 @@ import orjson
 from . import signals
 from .api import ApiClient
 from .assembly import create_url, make_auth, manifest_content, settings_shown
+from .columns import check_names
 from .counters import Counters
 from .delete import DeleteProtocol
 from .engine import Engine, Schedule
 from .errors import (
+    EXIT_ABORTED,
     AbortRun,
     MaxChangesReached,
+    UsageError,
     WriteFailed,
 )
-from .finish import rebuild_failures, tidy
+from .finish import (
+    early_summary,
+    metrics_overwrites,
+    metrics_to_blame,
+    rebuild_failures,
+    tell_end,
+    tell_refused,
+    tidy,
+)
 from .metadata import check_fields, input_columns, load_schema, preflight
 from .metrics import MetricsFile
 from .model import Outcome, Row
 from .network import register_env_proxy_secrets
-from .notify import notify
 from .outputs import check_outputs, write_json_atomic
 from .pacing import OutageGate, Pacer
 from .policy import Breaker
@@ -104,12 +115,22 @@ async def _execute(settings: Settings, handle_signals: bool,
                    on_engine: Callable[[Engine], None] | None, run_id: str,
                    transport: Transport | None, command: str) -> dict[str, Any]:
     assert settings.outputs is not None
-    check_outputs(settings.input.path, settings.outputs)
-    spec = settings.input
-    source = open_input(spec.path, spec.format, spec.key_column, spec.delimiter)
-    outputs = settings.outputs
+    spec, outputs = settings.input, settings.outputs
+    started, started_at = time.monotonic(), time.time()
     try:
-        with RunLock(outputs.results):
+        check_outputs(spec.path, outputs)
+    except UsageError as exc:
+        if not metrics_to_blame(settings):
+            await tell_refused(settings, exc, run_id, time.monotonic() - started,
+                               started_at, Counters(),
+                               with_metrics=not metrics_overwrites(settings))
+        raise
+    run: _Run | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            source = stack.enter_context(contextlib.closing(
+                open_input(spec.path, spec.format, spec.key_column, spec.delimiter)))
+            stack.enter_context(RunLock(outputs.results))
             manifest = Manifest(outputs.results)
             content = manifest_content(settings)
             prior = None
@@ -120,20 +141,23 @@ async def _execute(settings: Settings, handle_signals: bool,
                 manifest.write(content)
             run = _Run(settings, source, prior, run_id, transport, command)
             summary = await run.go(handle_signals, on_engine)
-            record = summary.record()
-            try:
-                write_json_atomic(outputs.summary, orjson.dumps(
-                    record, option=orjson.OPT_INDENT_2) + b"\n")
-            except OSError as exc:
-                log.error("%s: cannot write the summary: %s", outputs.summary,
-                          exc.strerror or exc)
-            if run.metrics is not None:
-                run.metrics.write(run.counters, record["elapsed_s"], record["exit_code"])
-            if settings.notify:
-                await notify(settings.notify, record, settings.network)
-            return record
-    finally:
-        source.close()
+        except UsageError as exc:  # refused before anything was sent: exit 2, told all the same
+            await tell_refused(settings, exc, run_id, time.monotonic() - started,
+                               started_at, run.counters if run is not None else Counters())
+            raise
+        record = summary.record()
+        try:
+            write_json_atomic(outputs.summary, orjson.dumps(
+                record, option=orjson.OPT_INDENT_2) + b"\n")
+        except OSError as exc:
+            # the summary is what a cron script reads: a run without one did not end well
+            why = exc.strerror or str(exc)
+            log.error("%s: cannot write the summary: %s; run again with --resume to write it",
+                      outputs.summary, why)
+            record["exit_code"] = EXIT_ABORTED
+            record["summary"] = f"{outputs.summary} (not written: {why})"
+        await tell_end(settings, record, run.counters, run.metrics)
+        return record
 
 
 class _Run:
@@ -179,17 +203,16 @@ class _Run:
         schema = None
         if self.command == "run":
             columns = input_columns(s.input, self.source)
+            check_names(columns, s.input.path)
             if s.mode.fields is not None:
                 check_fields(s.mode.fields, columns, s.input.path)
             try:
                 schema = await load_schema(s, client)
             except AbortRun as exc:  # e.g. the credentials refused: no row has started
                 total = count_rows(s.input.path, detect_format(s.input.path, s.input.format))
-                return Summary(self.counters, RunEnd(time.monotonic() - started, False,
-                                                     abort=exc, rows_without_record=total,
-                                                     started_at=self.started_at),
-                               s.mode.dry_run, self.run_id, outputs.results,
-                               outputs.failures, outputs.summary, settings_shown(s))
+                return early_summary(s, self.counters, self.run_id,
+                                     time.monotonic() - started, self.started_at, abort=exc,
+                                     rows_without_record=total)
             if schema is not None:
                 preflight(schema, columns, s.input.path)
         journal = Journal(outputs.results)
@@ -208,7 +231,8 @@ class _Run:
                                       self._before_write(writer))
         else:
             mode = RowMode(s.mode.dry_run, s.mode.no_verify, s.input.null_token,
-                           s.mode.on_missing, create_url(s), s.target.lookup_field)
+                           s.mode.on_missing, create_url(s), s.target.lookup_field,
+                           frozenset(s.mode.fields) if s.mode.fields else None)
             protocol = RowProtocol(client, s.target, mode, self._before_write(writer),
                                    intents=intents, schema=schema)
         engine = self.engine = Engine(

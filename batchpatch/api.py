@@ -99,6 +99,12 @@ class ApiClient:
         self._headers: tuple[dict[str, str], dict[str, str]] | None = None
         self._headers_generation = -1
 
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """A retry's wait: the time a worker holds a row without a request out, which
+        --concurrency auto must cover as it covers latency."""
+        self._counters.backoff_s += seconds
+        await self._sleep(seconds)
+
     async def get(self, url: str, attempts: Attempts) -> dict[str, Any]:
         """The profile at `url`, bare or wrapped in {"content": [...]}."""
         data, answer = await self._call("GET", url, None, attempts)
@@ -157,7 +163,7 @@ class ApiClient:
             wait=lambda state: 0.0 if outage else self._wait(state),
             retry=retry_if_exception(lambda exc: self._retryable(method, exc)),
             reraise=True,
-            sleep=self._sleep,
+            sleep=self._backoff_sleep,
         )
         async for attempt in retrying:
             with attempt:

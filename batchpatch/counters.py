@@ -45,6 +45,8 @@ class Counters:
 
     #: a moving average of one request's duration, in seconds (0: none yet); fed by the client
     latency: float = 0.0
+    #: seconds workers spent waiting out retry backoffs (fed by the client)
+    backoff_s: float = 0.0
 
     def observe(self, seconds: float) -> None:
         self.latency = seconds if not self.latency else self.latency * 0.9 + seconds * 0.1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -159,6 +160,7 @@ class RateAdapter:
     WINDOW_PROBE_EVERY = 5  # clean ticks between 1% steps under a fixed window (a window
     # spent early costs only the probes of the hold that follows)
     LAND = 0.98  # land this far under the accepted rate
+    FLOOR_CAP = 0.15  # the most one tick adds to `floor`
     NEAR_STEP = 1.01
     NEAR_EVERY = 2
     FAR_STEP = 1.10
@@ -169,6 +171,10 @@ class RateAdapter:
         self.rate: float | None = None
         self.limit: float | None = None
         self.noise = 0.0
+        #: the share of 429s per tick (a moving average over about ten ticks): random 429s
+        #: keep it near their share, a limit we keep under lets it fall to ~0
+        self.floor = 0.0
+        self._ticks = 0
         self.held = False
         self._counters = counters or Counters()
         self._clock = clock
@@ -195,7 +201,8 @@ class RateAdapter:
     def threshold(self) -> float:
         near = (self.limit is not None and self.rate is not None
                 and self.rate >= self.limit * self.LAND * 0.99)
-        return max(self.NEAR_THRESHOLD if near else self.BASE_THRESHOLD, 2 * self.noise)
+        return max(self.NEAR_THRESHOLD if near else self.BASE_THRESHOLD, 2 * self.noise,
+                   2 * self.floor)
 
     @property
     def cuts(self) -> int:
@@ -253,12 +260,22 @@ class RateAdapter:
         sent_rate = (self._tick_sent) / elapsed
         if share < self.BLACKOUT:
             self._last_sent_rate = sent_rate
+        # the floor and threshold as they were before this tick: it is judged against them
+        floor, threshold = self.floor, self.threshold
+        # a mean over the first ticks, then a moving average over about ten; a tick far over
+        # a limit counts no more than FLOOR_CAP (the floor is what a pace the server takes
+        # still gets refused, not how far over a limit we once were)
+        self._ticks += 1
+        weight = 0.1
+        self.floor = floor * (1 - weight) + min(share, self.FLOOR_CAP) * weight
         if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 3:
             before_share, before_sent, before_accepted = checking[2], checking[3], checking[4]
             limit_like = (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
                           or share > before_share * 1.2)
-            if share < before_share * 0.75 and not limit_like:
-                return False  # the cut is working (a bucket refills slowly): let it stand
+            if share <= max(before_share / 3, self.NEAR_THRESHOLD) and not limit_like:
+                # the cut is working: under a limit the refusals all but stop (a bucket that
+                # refills slowly still lets most through); random 429s go on near their share
+                return False
             if not checking[5]:
                 # the first cut was not enough (its tick's count held a burst), or the server
                 # accepted nearly as much although we sent less: a limit still below us; cut
@@ -275,7 +292,12 @@ class RateAdapter:
             return False
         if self.windowed:
             return self._windowed_tick(share, refused)
-        if share > self.threshold and refused >= 2 and self._tick_sent >= self.MIN_ANSWERS:
+        # over the threshold, and by more refusals than chance gives at the usual share (a
+        # flaky gateway refusing 3% shows 2 of 40 a third of the time)
+        expected = floor * self._tick_sent
+        significant = max(2, math.ceil(expected + 2 * math.sqrt(expected) + 1))
+        if share > threshold and refused >= significant \
+                and self._tick_sent >= self.MIN_ANSWERS:
             self._before_cut = (self.rate, self.limit, share, sent_rate,
                                 max(accepted_rate, 1e-9), False)
             # never below half of what we sent: a tick thinned by retries waiting out their
@@ -291,7 +313,9 @@ class RateAdapter:
             if self.limit is not None and self.rate > self.limit * 1.1:
                 self.limit = None
             near = self.limit is not None and self.rate >= self.limit * self.LAND * 0.99
-            if not near:
+            if not near or self.floor >= self.NEAR_THRESHOLD:
+                # far from a limit, or 429s that go on at a pace the server takes (noise): a
+                # "limit" found in noise is no reason to creep back 1% at a time
                 self._set(self.rate * self.FAR_STEP)
             elif self._clean_ticks % self.NEAR_EVERY == 0:
                 # the longer the server takes our pace, the bolder the next step (1%, 2%, 4%,

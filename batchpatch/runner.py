@@ -328,11 +328,17 @@ class _Run:
         pacing, counters = self.settings.pacing, self.counters
 
         async def loop() -> None:
+            requests, backoff = counters.requests_total, counters.backoff_s
             while True:
                 await asyncio.sleep(AUTOSIZE_EVERY)
                 adapted = pacer.adapter.rate if pacer.adapter is not None else None
-                engine.resize(workers_for(adapted or pacing.rate.rate, counters.latency,
-                                          pacing.max_concurrency))
+                # a worker holds a row for its requests' latency and for any retry's wait
+                # (429s, 5xx): the pool covers both, per request, over the last interval
+                sent = counters.requests_total - requests
+                waited = (counters.backoff_s - backoff) / sent if sent else 0.0
+                requests, backoff = counters.requests_total, counters.backoff_s
+                engine.resize(workers_for(adapted or pacing.rate.rate,
+                                          counters.latency + waited, pacing.max_concurrency))
 
         return asyncio.create_task(loop())
 

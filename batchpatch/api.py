@@ -248,6 +248,10 @@ class ApiClient:
                 raise AuthFailed(f"the API answered 401 again after a new token: "
                                  f"{_said(answer)}", 401)
             if 200 <= status < 300:
+                if log.isEnabledFor(logging.DEBUG):  # -vv: every attempt (failures below)
+                    log.debug("%s %s attempt %d: HTTP %d", method, url, attempts.count, status,
+                              extra={"event": "attempt", "attempt": attempts.count,
+                                     "http_status": status})
                 data = parse_json(answer.body)
                 if data is BAD_JSON:
                     raise ServerBusy(f"HTTP {status} with a body that is not JSON", status)

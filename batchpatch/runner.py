@@ -300,11 +300,13 @@ class _Run:
             if (old := prior.status(outcome.row)) is not None:
                 writer.replaces(old)  # a retryable failure of an earlier run, tried again
                 self.counters.retried_from_earlier += 1
-            prior.add(outcome.row, outcome.status, outcome.retryable)  # the row's final word
+            prior.add(outcome.row, outcome.status, outcome.retryable,  # the row's final word
+                      outcome.status.is_failure and outcome.action == "create"
+                      and bool(outcome.href))
         writer.put(outcome)
 
     def _write_failed(self, exc: WriteFailed) -> None:
-        log.error("%s", exc)
+        log.debug("%s", exc)  # the run stops at once; the summary's `aborted:` line says it
         if self.engine is not None:
             self.engine.fail(exc)
 

@@ -130,8 +130,16 @@ class AiohttpTransport:
                 request.method, target, data=request.body, headers=request.headers,
                 allow_redirects=False, timeout=timeout, proxy=proxy, proxy_auth=proxy_auth,
             ) as resp:
+                if resp.status == 407 and proxy is not None:  # a plain-HTTP proxy's own answer
+                    raise AuthFailed(
+                        f"the proxy {_origin_key(proxy)} refused our credentials (407 "
+                        f"{resp.reason or 'Proxy Authentication Required'}) for "
+                        f"{_origin_key(request.url)}; check the user and password in --proxy "
+                        "or HTTPS_PROXY/HTTP_PROXY", 407)
                 body = await self._read(resp)
                 return Response(resp.status, resp.headers, body)
+        except AuthFailed:
+            raise
         except Exception as exc:
             raise _transport_error(exc, request) from None
 

@@ -611,8 +611,7 @@ def test_a_proxy_refusing_our_credentials_aborts_at_once(
     assert proc.returncode == 3, proc.stderr
     [line] = aborted_lines(proc.stderr)
     assert "refused our credentials (407 Proxy Authentication Required)" in line, line
-    if route == "api-over-https":  # aiohttp says which proxy (IMS over HTTP: the proxy answered)
-        assert f"the proxy http://127.0.0.1:{proxy.port} refused" in line
+    assert f"the proxy http://127.0.0.1:{proxy.port} refused" in line
     assert "--proxy or HTTPS_PROXY/HTTP_PROXY" in line and "nOtTheRightOne" not in line
     assert "stopped answering" not in proc.stderr  # not mistaken for an outage
     assert records_in(tmp_path / "f.results.jsonl") == []  # no row blamed for it
@@ -626,4 +625,5 @@ def test_a_proxy_refusing_our_credentials_for_plain_http_aborts_at_once(
     assert proc.returncode == 3, proc.stderr
     [line] = aborted_lines(proc.stderr)
     assert "refused our credentials (407" in line and "--proxy" in line, line
+    assert f"the proxy http://127.0.0.1:{proxy.port} refused" in line  # which proxy
     assert records_in(tmp_path / "f.results.jsonl") == []

@@ -25,6 +25,8 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	# the chaos soak: more rows, more chaos, fewer retries than the suite's chaos test
+	$(BIN)/python -m pytest -q -m benchmark
 
 lint: install
 	$(BIN)/ruff check .

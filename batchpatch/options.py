@@ -41,6 +41,13 @@ def text(value: Any, where: str) -> str:
     raise _bad(where, value, "text")
 
 
+def schema_source(value: Any, where: str) -> str:
+    """`auto`, `none` or the path of a file: never empty."""
+    if isinstance(value, str) and value.strip():
+        return value
+    raise UsageError(f"{where} = {value!r}: give auto, none or the path of a JSON Schema file")
+
+
 def secret(value: Any, where: str) -> Secret:
     if isinstance(value, Secret):
         return value
@@ -251,7 +258,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("client_secret_file", text, None, "auth", _ONLINE, "read the client secret from this file"),
     _o("ims_url", text, _CREDS.ims_url, "auth", _ONLINE, "IMS token endpoint"),
     _o("scopes", text, _CREDS.scopes, "auth", _ONLINE, "comma-separated OAuth scopes"),
-    _o("schema", text, "auto", "target", _ONLINE,
+    _o("schema", schema_source, "auto", "target", _ONLINE,
        "where field types come from: auto (Adobe's resource metadata), none, or a JSON Schema "
        "FILE of one resource"),
     # network

@@ -184,3 +184,11 @@ def test_a_dry_run_plans_a_second_row_of_a_new_key_as_a_patch(
     assert rows[3]["status"] == "dry_run" and rows[3].get("action") != "create"
     assert rows[4]["status"] == "unchanged"
     assert "POST" not in " ".join(schema_sandbox.stats()["counts"])
+
+
+def test_an_empty_schema_setting_is_refused_in_one_line(tmp_path: Path) -> None:
+    fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], [["@p1", "1"]])
+    proc = run_cli("run", fixes, "--base-url", "http://127.0.0.1:9", "--org", "demo",
+                   "--schema", "")
+    assert proc.returncode == 2
+    assert "give auto, none or the path" in one_line(proc)

@@ -174,7 +174,6 @@ class RateAdapter:
         #: the share of 429s per tick (a moving average over about ten ticks): random 429s
         #: keep it near their share, a limit we keep under lets it fall to ~0
         self.floor = 0.0
-        self._ticks = 0
         self.held = False
         self._counters = counters or Counters()
         self._clock = clock
@@ -203,6 +202,10 @@ class RateAdapter:
                 and self.rate >= self.limit * self.LAND * 0.99)
         return max(self.NEAR_THRESHOLD if near else self.BASE_THRESHOLD, 2 * self.noise,
                    2 * self.floor)
+
+    def _near_limit(self) -> bool:
+        return (self.limit is not None and self.rate is not None
+                and self.rate >= self.limit * self.LAND * 0.99)
 
     @property
     def cuts(self) -> int:
@@ -262,13 +265,7 @@ class RateAdapter:
             self._last_sent_rate = sent_rate
         # the floor and threshold as they were before this tick: it is judged against them
         floor, threshold = self.floor, self.threshold
-        # a mean over the first ticks, then a moving average over about ten; a tick far over
-        # a limit counts no more than FLOOR_CAP (the floor is what a pace the server takes
-        # still gets refused, not how far over a limit we once were)
-        self._ticks += 1
-        weight = 0.1
-        self.floor = floor * (1 - weight) + min(share, self.FLOOR_CAP) * weight
-        if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 3:
+        if checking is not None and share > max(checking[2] / 3, 0.02) and refused >= 2:
             before_share, before_sent, before_accepted = checking[2], checking[3], checking[4]
             limit_like = (accepted_rate / before_accepted > sent_rate / before_sent + 0.1
                           or share > before_share * 1.2)
@@ -295,7 +292,8 @@ class RateAdapter:
         # over the threshold, and by more refusals than chance gives at the usual share (a
         # flaky gateway refusing 3% shows 2 of 40 a third of the time)
         expected = floor * self._tick_sent
-        significant = max(2, math.ceil(expected + 2 * math.sqrt(expected) + 1))
+        spread = 1.0 if self._near_limit() else 2.0
+        significant = max(2, math.ceil(expected + spread * math.sqrt(expected) + 1))
         if share > threshold and refused >= significant \
                 and self._tick_sent >= self.MIN_ANSWERS:
             self._before_cut = (self.rate, self.limit, share, sent_rate,
@@ -308,6 +306,9 @@ class RateAdapter:
             self._clean_ticks = 0
             return False
         self.noise *= 0.99
+        # a tick that cut nothing: what the server refuses at a pace it takes (a limit we are
+        # under refuses ~nothing; random 429s go on); one tick adds at most FLOOR_CAP
+        self.floor = floor * 0.9 + min(share, self.FLOOR_CAP) * 0.1
         self._clean_ticks += 1
         if self.rate is not None:
             if self.limit is not None and self.rate > self.limit * 1.1:

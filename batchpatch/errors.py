@@ -56,6 +56,7 @@ __all__ = [
     "InputBroken",
     "LockHeld",
     "MaxChangesReached",
+    "MaybeCreated",
     "NotFound",
     "OutageTooLong",
     "RateLimited",
@@ -133,6 +134,11 @@ class Conflict(RowError):
 
 class Rejected(RowError):
     """The API refused the request itself (bad field, bad key, bad value)."""
+
+
+class MaybeCreated(Rejected):
+    """A create that may have landed (its answer was lost, or an earlier run sent it and
+    stopped): never sent again, so the row is kept out of the failures file."""
 
 
 class BodyTooLarge(Rejected):

@@ -89,6 +89,9 @@ class Outcome:
     #: dry run, would be) sent rather than a PATCH
     href: str | None = None
     action: str | None = None
+    #: False for a failed row whose create landed or may have: kept out of the failures file
+    #: (sent again it would be created twice); recorded as "resend": false
+    resend: bool = True
     raw: bytes = field(default=b"", repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -111,4 +114,6 @@ class Outcome:
             rec["action"] = self.action
         if self.href is not None:
             rec["href"] = self.href
+        if not self.resend:
+            rec["resend"] = False
         return rec

@@ -21,7 +21,16 @@ from typing import Any
 
 from .api import ApiClient, Attempts
 from .columns import refusals
-from .errors import AbortRun, CellError, Conflict, NotFound, Rejected, RowError, TransientError
+from .errors import (
+    AbortRun,
+    CellError,
+    Conflict,
+    MaybeCreated,
+    NotFound,
+    Rejected,
+    RowError,
+    TransientError,
+)
 from .model import Outcome, Row, Status
 from .plan import Plan, check_readback, flatten, get_path, plan_patch, same, shown
 from .resume import Intent
@@ -64,6 +73,8 @@ class _Decision:
     retryable: bool = False
     href: str | None = None
     action: str | None = None
+    #: False: a create that landed or may have: never sent again (not in the failures file)
+    resend: bool = True
 
 
 class _Progress:
@@ -130,7 +141,8 @@ class RowProtocol:
             decision = _Decision(exc.status, progress.pkey, progress.sent,
                                  _after_create(exc.message, progress),
                                  exc.mismatch if isinstance(exc, Conflict) else None,
-                                 action=progress.action, href=progress.href)
+                                 action=progress.action, href=progress.href,
+                                 resend=not isinstance(exc, MaybeCreated))
         except TransientError as exc:
             decision = _Decision(Status.FAILED, progress.pkey, progress.sent, _after_create(
                 f"{exc.message} (gave up after {attempts.count} attempts)", progress),
@@ -139,7 +151,8 @@ class RowProtocol:
             decision = _Decision(Status.FAILED, progress.pkey, progress.sent, _after_create(
                 f"unexpected error: {type(exc).__name__}: {exc}", progress),
                 retryable=progress.action != "create", action=progress.action,
-                href=progress.href)
+                href=progress.href,
+                resend=not (progress.action == "create" and progress.sent is not None))
         return Outcome(
             row=row.line, pkey=decision.pkey, status=decision.status, changed=decision.changed,
             http_status=attempts.http_status, attempts=attempts.count,
@@ -147,7 +160,8 @@ class RowProtocol:
             elapsed_ms=(time.perf_counter() - started) * 1000, retries=attempts.retries,
             rate_limited=attempts.rate_limited, finished_at=time.time(),
             mismatch=decision.mismatch, retryable=decision.retryable, href=decision.href,
-            action=decision.action, raw=row.raw)
+            action=decision.action, raw=row.raw,
+            resend=decision.resend and not (decision.action == "create" and decision.href))
 
     async def _fetch(self, key: str, attempts: Attempts,
                      progress: _Progress) -> tuple[str, dict[str, Any]]:
@@ -237,7 +251,7 @@ class RowProtocol:
             raise Rejected("no such profile, and no URL to create it at (give --create-url)")
         intent = self._intents.get(row.line)
         if self._target.lookup_template is None and intent is not None and intent[0] == "create":
-            raise Rejected("an earlier run sent a create for this row and stopped before its "
+            raise MaybeCreated("an earlier run sent a create for this row and stopped before its "
                            "answer: it may exist under a new key; not created twice")
         if self._before_write is not None:
             self._before_write(row, None, changed, "create")

@@ -42,7 +42,8 @@ _FLAGS = _RETRYABLE | _CREATED
 
 def lands_again(record: dict[str, Any]) -> bool:
     """Whether sending a failed row again could create its profile a second time."""
-    return record.get("action") == "create" and bool(record.get("href"))
+    return record.get("resend") is False or (record.get("action") == "create"
+                                             and bool(record.get("href")))
 
 
 class RunLock:
@@ -211,8 +212,9 @@ class PriorResults:
                 if code in failures:
                     if find(b'"retryable":true', pos, end) >= 0:
                         code |= _RETRYABLE
-                    if find(b'"action":"create"', pos, end) >= 0 \
-                            and find(b'"href":"', pos, end) >= 0:
+                    if find(b'"resend":false', pos, end) >= 0 or (
+                            find(b'"action":"create"', pos, end) >= 0
+                            and find(b'"href":"', pos, end) >= 0):
                         code |= _CREATED
                 status_of[row] = code
             else:

@@ -301,8 +301,7 @@ class _Run:
                 writer.replaces(old)  # a retryable failure of an earlier run, tried again
                 self.counters.retried_from_earlier += 1
             prior.add(outcome.row, outcome.status, outcome.retryable,  # the row's final word
-                      outcome.status.is_failure and outcome.action == "create"
-                      and bool(outcome.href))
+                      outcome.status.is_failure and not outcome.resend)
         writer.put(outcome)
 
     def _write_failed(self, exc: WriteFailed) -> None:

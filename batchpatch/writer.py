@@ -141,7 +141,7 @@ class ResultsWriter:
             if status.is_failure:
                 if outcome.retryable and outcome.changed:
                     counters.retryable_writes += 1
-                if not (outcome.action == "create" and outcome.href):  # it would land twice
+                if outcome.resend:  # a create that landed (or may have) would land twice
                     self._safe_failure(outcome.raw)
         if self._broken is None:
             try:

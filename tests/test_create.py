@@ -175,6 +175,28 @@ def test_a_created_row_that_fails_its_read_back_is_never_created_again(
     assert failures.read_text().splitlines() == ["PKey,firstName"]
 
 
+def test_a_create_that_may_have_landed_is_not_in_the_failures_file(
+        sandbox_process: SandboxProcess, tmp_path: Path) -> None:
+    """The POST landed but its answer was not a profile (an HTML page): the row fails, is not
+    retryable, and stays out of the failures file, so feeding that file back creates nothing."""
+    sandbox_process.reset(make_profiles(3), chaos=1.0, chaos_kinds=["html"],
+                          chaos_methods=["POST"], seed=1)
+    proc, rows = run_file(tmp_path, sandbox_process, ["PKey", "phone"],
+                          [[MISSING[0], "1"], [MISSING[1], "2"]], "--on-missing", "create",
+                          "--schema", "none")
+    assert proc.returncode == 1, proc.stderr
+    assert all(rows[n]["status"] == "failed" and rows[n]["retryable"] is False
+               and rows[n].get("resend") is False for n in (2, 3)), rows
+    assert len(sandbox_process.stats()["created"]) == 2
+    failures = tmp_path / "fixes.failures.csv"
+    assert failures.read_text().splitlines() == ["PKey,phone"]
+    sandbox_process.configure(chaos=0.0)
+    again = run_cli("run", tmp_path / "fixes.csv", *target_args(sandbox_process),
+                    "--on-missing", "create", "--schema", "none", "--resume")
+    assert len(sandbox_process.stats()["created"]) == 2  # nothing created twice
+    assert failures.read_text().splitlines() == ["PKey,phone"], again.stderr
+
+
 def test_create_by_email_puts_the_email_in_the_profile(sandbox: SandboxProcess,
                                                        tmp_path: Path) -> None:
     header = ["email", "firstName", "cusLoyaltyPoints"]

@@ -20,6 +20,10 @@ def check_names(columns: Iterable[str], where: str) -> None:
         bare = column.removesuffix(GUARD_SUFFIX).removesuffix(REPLACE_SUFFIX)
         try:
             check_path(bare)
+            once = column.removesuffix(GUARD_SUFFIX)
+            if (once != column and once.endswith((GUARD_SUFFIX, REPLACE_SUFFIX))) \
+                    or bare.endswith((GUARD_SUFFIX, REPLACE_SUFFIX)):  # `a@expected@expected`
+                raise CellError(f"bad field name {bare!r}")
         except CellError:
             raise UsageError(f"{where}: line 1: column {column!r} names no field (bad field "
                              f"name {bare!r}); nothing sent") from None

@@ -290,7 +290,9 @@ def _kind(node: Mapping[str, Any]) -> str:
         return "enumeration"
     if kind in ("link", "collection", "boolean", "date", "datetime"):
         return kind
-    if kind in ("timestamp", "time") or res in ("datetime", "timestamp"):
+    if kind == "time" or res == "time":
+        return "string"  # a time of day: sent as given, never read as a date
+    if kind == "timestamp" or res in ("datetime", "timestamp"):
         return "datetime"
     if res in _INTEGER_RES or kind in ("integer", "int", "long", "short", "byte"):
         return "integer"

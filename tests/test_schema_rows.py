@@ -147,7 +147,8 @@ def test_metadata_entries_that_cannot_be_read_are_fields_not_refusals(
     assert sandbox_process.profiles_now()[key(1)]["firstName"] == "Bob"
 
 
-@pytest.mark.parametrize("column", ["@expected", "a..b", ".phone", "location.@replace"])
+@pytest.mark.parametrize("column", ["@expected", "a..b", ".phone", "location.@replace",
+                                    "cusVip@expected@expected", "cusVip@replace@expected"])
 def test_a_column_naming_no_field_is_refused_before_any_request(
         schema_sandbox: SandboxProcess, tmp_path: Path, column: str) -> None:
     fixes = write_csv(tmp_path / "f.csv", ["PKey", column, "phone"], [[key(1), "x", "y"]])
@@ -192,3 +193,15 @@ def test_an_empty_schema_setting_is_refused_in_one_line(tmp_path: Path) -> None:
                    "--schema", "")
     assert proc.returncode == 2
     assert "give auto, none or the path" in one_line(proc)
+
+
+def test_a_time_of_day_field_is_not_read_as_a_datetime(sandbox_process: SandboxProcess,
+                                                       tmp_path: Path) -> None:
+    sandbox_process.reset([{**profile(1), "cusOpenAt": "09:00:00"}])
+    metadata = tmp_path / "resource.json"
+    metadata.write_text(json.dumps({"content": {**SCHEMA, "cusOpenAt": {
+        "type": "time", "resType": "time"}}}))
+    fixes = write_jsonl(tmp_path / "f.jsonl", [{"PKey": key(1), "cusOpenAt": "10:30:00"}])
+    proc = run_cli("run", fixes, *target_args(sandbox_process), "--schema", str(metadata))
+    assert proc.returncode == 0, proc.stderr
+    assert sandbox_process.profiles_now()[key(1)]["cusOpenAt"] == "10:30:00"

@@ -4,6 +4,8 @@ on the opened input); the writer only calls `write(raw)` with a row's `raw`."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -30,22 +32,35 @@ class FailuresFile:
 
 
 class RawFailures(FailuresFile):
-    """CSV and JSON Lines: the header line (CSV), then each failed row's exact bytes."""
+    """CSV and JSON Lines: the header line (CSV), then each failed row's exact bytes. Written
+    unbuffered, a whole row at a time: a row the disk refuses is cut back, so the file always
+    ends with a whole row and can be fed back as it is."""
 
     def __init__(self, path: Path, header: bytes) -> None:
         self.path = path
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._size = 0
         if header:
-            self._fh.write(header if header.endswith(b"\n") else header + b"\n")
+            self.write(header)
 
     def write(self, raw: bytes) -> None:
-        self._fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        data = memoryview(raw if raw.endswith(b"\n") else raw + b"\n")
+        try:
+            while data:
+                written = self._fh.write(data) or 0
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "No space left on device (short write)")
+                data = data[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fh.fileno(), self._size)
+            raise
+        self._size += len(raw) + (0 if raw.endswith(b"\n") else 1)
 
     def flush(self) -> None:
-        self._fh.flush()
+        pass  # unbuffered
 
     def sync(self) -> None:
-        self._fh.flush()
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:

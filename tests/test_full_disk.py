@@ -82,6 +82,9 @@ def test_a_failures_file_that_fills_the_disk_is_named_and_not_announced_as_ready
     assert f"{failures}: cannot write the failed rows" in proc.stderr
     assert "cannot write the results" not in proc.stderr
     assert "ready to re-run" not in proc.stderr
+    assert failures.read_bytes().endswith(b"\n")  # a row the disk refused is cut back
+    assert all(line.count(",") == 1 and line.endswith(",1")
+               for line in failures.read_text().splitlines()[1:])
     (small_disk / "filler").unlink()
     again = run_cli("run", fixes, *target_args(sandbox_process), "--schema", "none",
                     "--rate", "0", "--failures", failures, "--resume")

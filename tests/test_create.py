@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import by_row, make_profiles, read_results, run_cli, target_args, write_csv
 from test_reliability import start_cli, wait_for_records
+from webhook import Receiver, serve
 
 from batchpatch.sandbox.process import SandboxProcess
 
@@ -478,44 +477,10 @@ def test_fields_lets_a_file_within_the_list_run(sandbox: SandboxProcess,
 
 
 # -- --notify ----------------------------------------------------------------------------------
-@dataclass
-class Receiver:
-    """A webhook on loopback that records every POST and answers `status`."""
-
-    status: int = 200
-    received: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r["body"]) for r in self.received]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            state.received.append({"path": self.path, "headers": dict(self.headers.items()),
-                                   "body": body.decode()})
-            self.send_response(state.status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve("/hook") as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 TOKEN = "tok-S3cret-7f3a9c"

@@ -7,18 +7,15 @@ Run with the real `batchpatch` command against the sandbox and a webhook on loop
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_cli, target_args, write_csv
 from prometheus_client.parser import text_string_to_metric_families
+from webhook import Receiver, serve
 
 from batchpatch.notify import notify_text
 from batchpatch.resume import RunLock
@@ -30,41 +27,35 @@ HOOK_SECRET = "hooksig-D3fect-0c4f1d"
 CREDENTIALS = {"BATCHPATCH_TOKEN": TOKEN, "BATCHPATCH_API_KEY": API_KEY}
 
 
-@dataclass
 class Hook:
-    """A webhook on loopback that keeps every POST body and answers `status`."""
+    """The webhook's POST bodies, and each request's headers and body as text (not its URL,
+    which holds the webhook's own secret)."""
 
-    status: int = 200
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    raw: list[str] = field(default_factory=list)
-    url: str = ""
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.url = receiver.url
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return self.receiver.bodies()
+
+    @property
+    def raw(self) -> list[str]:
+        return [str(r["headers"]) + "\n" + r["body"] for r in self.receiver.received]
+
+    @property
+    def status(self) -> int:
+        return self.receiver.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self.receiver.status = value
 
 
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    state = Hook()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            state.raw.append(str(dict(self.headers.items())) + "\n" + body)  # not the URL
-            state.bodies.append(json.loads(body))
-            self.send_response(state.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/nightly?sig={HOOK_SECRET}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(f"/hooks/nightly?sig={HOOK_SECRET}") as receiver:
+        yield Hook(receiver)
 
 
 def metrics_of(path: Path) -> dict[str, tuple[dict[str, str], float]]:

@@ -198,9 +198,8 @@ class RateAdapter:
 
     @property
     def threshold(self) -> float:
-        near = (self.limit is not None and self.rate is not None
-                and self.rate >= self.limit * self.LAND * 0.99)
-        return max(self.NEAR_THRESHOLD if near else self.BASE_THRESHOLD, 2 * self.noise,
+        return max(self.NEAR_THRESHOLD if self._near_limit() else self.BASE_THRESHOLD,
+                   2 * self.noise,
                    2 * self.floor)
 
     def _near_limit(self) -> bool:
@@ -313,7 +312,7 @@ class RateAdapter:
         if self.rate is not None:
             if self.limit is not None and self.rate > self.limit * 1.1:
                 self.limit = None
-            near = self.limit is not None and self.rate >= self.limit * self.LAND * 0.99
+            near = self._near_limit()
             if not near or self.floor >= self.NEAR_THRESHOLD:
                 # far from a limit, or 429s that go on at a pace the server takes (noise): a
                 # "limit" found in noise is no reason to creep back 1% at a time

@@ -34,16 +34,15 @@ _STATUSES = list(Status)
 #: a journal entry: the write's kind ("patch", "create", "delete") and its `changed`
 Intent = tuple[str, dict[str, list[Any]]]
 _RETRYABLE = 0x80
-#: a failure of a row whose create landed (its record has `"action":"create"` and an href):
-#: not listed in the failures file, where feeding it back would create the profile again
-_CREATED = 0x40
-_FLAGS = _RETRYABLE | _CREATED
+#: a failure never to be sent again (its record has `"resend": false`: its create landed or
+#: may have): not listed in the failures file, where it would create the profile again
+_NO_RESEND = 0x40
+_FLAGS = _RETRYABLE | _NO_RESEND
 
 
 def lands_again(record: dict[str, Any]) -> bool:
     """Whether sending a failed row again could create its profile a second time."""
-    return record.get("resend") is False or (record.get("action") == "create"
-                                             and bool(record.get("href")))
+    return record.get("resend") is False
 
 
 class RunLock:
@@ -212,10 +211,8 @@ class PriorResults:
                 if code in failures:
                     if find(b'"retryable":true', pos, end) >= 0:
                         code |= _RETRYABLE
-                    if find(b'"resend":false', pos, end) >= 0 or (
-                            find(b'"action":"create"', pos, end) >= 0
-                            and find(b'"href":"', pos, end) >= 0):
-                        code |= _CREATED
+                    if find(b'"resend":false', pos, end) >= 0:
+                        code |= _NO_RESEND
                 status_of[row] = code
             else:
                 record = _parse_record(path, number, block[pos:end])
@@ -227,13 +224,13 @@ class PriorResults:
         return number
 
     def add(self, row: int, status: Status, retryable: bool = False,
-            created: bool = False) -> None:
+            no_resend: bool = False) -> None:
         if row >= len(self._status):
             self._status.extend(bytes(row + 1 - len(self._status) + 1024))
         if not self._status[row]:
             self.count += 1
         self._status[row] = ((_STATUSES.index(status) + 1) | (_RETRYABLE if retryable else 0)
-                             | (_CREATED if created else 0))
+                             | (_NO_RESEND if no_resend else 0))
 
     def status(self, row: int) -> Status | None:
         """The status recorded for `row`, retryable or not."""
@@ -248,7 +245,7 @@ class PriorResults:
         """Whether the row belongs in the failures file: a failure that is safe to send again
         (not one whose create landed)."""
         status = self.status(row)
-        return status is not None and status.is_failure and not self._status[row] & _CREATED
+        return status is not None and status.is_failure and not self._status[row] & _NO_RESEND
 
     def get(self, row: int) -> Status | None:
         """The status that keeps `row` from running again, or None if it runs."""

@@ -22,14 +22,20 @@ def assert_phones(sandbox, n: int) -> None:
     assert [i for i in range(n) if state[f"@p{i:05d}"]["phone"] != f"+6{i:07d}"] == []
 
 
+def behind_a_forwarder(sandbox, tmp_path: Path, n: int) -> tuple[Path, Path, int]:
+    """n profiles on a sandbox answering in 5 ms, a file changing each of them, its results
+    path, and the sandbox's port (for the Forwarder the test controls)."""
+    sandbox.reset(make_profiles(n), latency_ms=5)
+    fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], phone_rows(n))
+    port = urlsplit(sandbox.url).port
+    assert port is not None
+    return fixes, tmp_path / "f.results.jsonl", port
+
+
 def test_a_30_second_outage_is_ridden_out_without_a_failed_row(sandbox_process,
                                                                tmp_path: Path) -> None:
     n = 600
-    sandbox_process.reset(make_profiles(n), latency_ms=5)
-    fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], phone_rows(n))
-    results = tmp_path / "f.results.jsonl"
-    port = urlsplit(sandbox_process.url).port
-    assert port is not None
+    fixes, results, port = behind_a_forwarder(sandbox_process, tmp_path, n)
     with Forwarder("127.0.0.1", port) as fwd:
         proc = start_cli("run", fixes, "--base-url", fwd.url, "--org", "demo", "--rate", "200",
                          "--concurrency", "8", "--schema", "none")
@@ -53,11 +59,7 @@ def test_a_30_second_outage_is_ridden_out_without_a_failed_row(sandbox_process,
 def test_an_outage_longer_than_max_outage_aborts_then_resume_finishes(sandbox_process,
                                                                       tmp_path: Path) -> None:
     n = 300
-    sandbox_process.reset(make_profiles(n), latency_ms=5)
-    fixes = write_csv(tmp_path / "f.csv", ["PKey", "phone"], phone_rows(n))
-    results = tmp_path / "f.results.jsonl"
-    port = urlsplit(sandbox_process.url).port
-    assert port is not None
+    fixes, results, port = behind_a_forwarder(sandbox_process, tmp_path, n)
     with Forwarder("127.0.0.1", port) as fwd:
         args = ["--base-url", fwd.url, "--org", "demo", "--rate", "200", "--concurrency", "8",
                 "--schema", "none"]
